@@ -1,0 +1,1 @@
+"""Pallas kernels for rce-jax (importable on its own; needs only JAX)."""

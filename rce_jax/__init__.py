@@ -1,0 +1,1 @@
+"""rce-jax: rank-based decomposition of language-model cross-entropy."""
