@@ -1,1 +1,21 @@
-"""rce-jax: rank-based decomposition of language-model cross-entropy."""
+"""rce-jax: rank-based decomposition of language-model cross-entropy.
+
+CE = EE + SA - Conf, through the rank of the correct token (arXiv 2510.04067).
+"""
+
+from .decomposition import Decomposition
+from .scoring import TokenStats, decompose, token_stats
+from .stats import BatchRankSums, RankStats, StatsFileError, batch_rank_sums
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BatchRankSums",
+    "Decomposition",
+    "RankStats",
+    "StatsFileError",
+    "TokenStats",
+    "batch_rank_sums",
+    "decompose",
+    "token_stats",
+]

@@ -1,0 +1,104 @@
+"""Public entry points on materialised logits: ``token_stats`` and the one-shot ``decompose``."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import rce_kernels
+
+from .decomposition import Decomposition
+from .stats import RankStats
+
+TokenStats = rce_kernels.TokenStats
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _check_inputs(logits, targets):
+    if logits.ndim < 2:
+        raise ValueError(f"logits must be [T, V] or [B, L, V]; got shape {logits.shape}")
+    if not jnp.issubdtype(logits.dtype, jnp.floating):
+        raise ValueError(f"logits must be floating point; got {logits.dtype}")
+    if not jnp.issubdtype(targets.dtype, jnp.integer):
+        raise ValueError(f"targets must be integers; got {targets.dtype}")
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(
+            f"targets shape {targets.shape} does not match logits shape {logits.shape} "
+            f"(expected {logits.shape[:-1]})"
+        )
+
+
+def _check_target_range(targets, limit, mask=None, what="targets"):
+    """Eager range check (skipped under tracing, where the kernels flag bad rows instead)."""
+    if not (_is_concrete(targets) and (mask is None or _is_concrete(mask))):
+        return
+    t = np.asarray(targets)
+    bad = (t < 0) | (t >= limit)
+    if mask is not None:
+        bad &= np.asarray(mask, bool)
+    if bad.any():
+        idx = np.argwhere(bad)
+        first = ", ".join(str(tuple(int(i) for i in row)) for row in idx[:5])
+        raise ValueError(
+            f"{int(bad.sum())} {what} outside [0, {limit}) (e.g. value {int(t[tuple(idx[0])])} "
+            f"at index {first})"
+        )
+
+
+def token_stats(logits, targets, *, impl: str = "auto", vocab_limit: int | None = None) -> TokenStats:
+    """Per-token ``(logp, rank, ties)`` of logits ``[..., V]`` against integer ``targets [...]``.
+
+    ``logp`` is float32 (whatever the logits' dtype), ``rank`` counts entries strictly greater
+    than the target logit (ties count in the target's favour), ``ties`` counts other entries
+    equal to it. The vocabulary is streamed in chunks; no full-size float32 copy is made.
+    ``impl`` picks the implementation (``rce_kernels.available_impls()``). Out-of-range targets
+    raise eagerly; under ``jit`` they, and rows with NaN/+inf logits, are flagged with
+    ``rank = ties = -1`` and ``logp = NaN``.
+    """
+    logits = jnp.asarray(logits)
+    targets = jnp.asarray(targets)
+    _check_inputs(logits, targets)
+    V = logits.shape[-1]
+    limit = V if vocab_limit is None else vocab_limit
+    if not 1 <= limit <= V:
+        raise ValueError(f"vocab_limit={vocab_limit} must lie in [1, {V}]")
+    _check_target_range(targets, limit)
+    lead = logits.shape[:-1]
+    out = rce_kernels.token_stats(
+        logits.reshape(-1, V), targets.reshape(-1), vocab_limit=vocab_limit, impl=impl
+    )
+    return TokenStats(*(x.reshape(lead) for x in out))
+
+
+def decompose(logits, targets, mask=None, *, impl: str = "auto", vocab_limit: int | None = None,
+              meta: dict | None = None) -> Decomposition:
+    """One-shot decomposition of the tokens of ``logits`` ``[T, V]`` or ``[B, L, V]``.
+
+    ``mask`` (same shape as ``targets``, default all true) selects the scored tokens; targets at
+    masked positions may hold anything (e.g. -100). Raises ValueError if no token is scored or a
+    scored token has NaN/+inf logits, an out-of-range target or a target logit of -inf.
+    """
+    logits = jnp.asarray(logits)
+    targets = jnp.asarray(targets)
+    _check_inputs(logits, targets)
+    if mask is None:
+        mask = jnp.ones(targets.shape, bool)
+    mask = jnp.asarray(mask)
+    if mask.shape != targets.shape:
+        raise ValueError(f"mask shape {mask.shape} does not match targets shape {targets.shape}")
+    mask = mask.astype(bool)
+    V = logits.shape[-1]
+    limit = V if vocab_limit is None else vocab_limit
+    _check_target_range(targets, limit, mask)
+    if _is_concrete(mask) and not bool(jnp.any(mask)):
+        raise ValueError("all tokens are masked: nothing to decompose")
+    safe_targets = jnp.where(mask, targets, 0)
+    logp, rank, ties = token_stats(logits, safe_targets, impl=impl, vocab_limit=vocab_limit)
+    settings = {"tie_rule": "strictly-greater", "vocab_limit": limit, "logits_dtype": str(logits.dtype)}
+    stats = RankStats.from_token_stats(
+        logp, rank, ties, mask, vocab_size=limit, meta={**settings, **(meta or {})}
+    )
+    return stats.decompose()
