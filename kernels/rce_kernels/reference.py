@@ -96,6 +96,27 @@ def online_update(carry, block_TxC, z_y_T):
     return new_max, sum_exp, n_greater, n_equal
 
 
+def as_sliceable(logits):
+    """The array a streaming loop slices: bf16 logits as their raw uint16 bits, others as is.
+
+    XLA's CPU backend rewrites bf16 data movement to float32 over whole arrays and hoists that
+    conversion of the loop-invariant logits out of the loop, building exactly the full-size
+    float32 copy that streaming exists to avoid. Integer bits are left alone (on CPU the bit
+    view costs one bf16-sized copy; see BUILD_NOTES.md), and ``upcast`` turns each sliced block
+    into float32 exactly: a bf16 value is the top half of its float32.
+    """
+    if logits.dtype == jnp.bfloat16:
+        return lax.bitcast_convert_type(logits, jnp.uint16)
+    return logits
+
+
+def upcast(block, dtype):
+    """A block sliced from ``as_sliceable(logits)``, in the compute dtype of ``dtype`` logits."""
+    if dtype == jnp.bfloat16:
+        return lax.bitcast_convert_type(block.astype(jnp.uint32) << 16, jnp.float32)
+    return block.astype(compute_dtype(dtype))
+
+
 @functools.partial(jax.jit, static_argnames=("vocab_limit", "chunk"))
 def token_stats_xla(logits_TxV, targets_T, *, vocab_limit=None, chunk=DEFAULT_CHUNK):
     """Streaming pure-JAX token statistics (one pass over the vocabulary in chunks).
@@ -109,12 +130,13 @@ def token_stats_xla(logits_TxV, targets_T, *, vocab_limit=None, chunk=DEFAULT_CH
     cdt = compute_dtype(logits_TxV.dtype)
     targets_T = targets_T.astype(jnp.int32)
     z_y = gather_target_logits(logits_TxV, targets_T, limit)
+    source = as_sliceable(logits_TxV)
 
     def body(i, carry):
         # The last chunk is clamped to end at `limit`; columns an earlier chunk already
         # covered are masked out, so V needs no padding (and no copy).
         start = jnp.minimum(i * width, limit - width)
-        block = lax.dynamic_slice_in_dim(logits_TxV, start, width, axis=1).astype(cdt)
+        block = upcast(lax.dynamic_slice_in_dim(source, start, width, axis=1), logits_TxV.dtype)
         fresh = (start + jnp.arange(width)) >= i * width
         block = jnp.where(fresh[None, :], block, -jnp.inf)
         # Masked columns are -inf: never greater than z_y; equal only when z_y is -inf,
