@@ -1,0 +1,45 @@
+"""The ``rce-jax`` command line: one subcommand per module in ``rce_jax.commands``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> module in rce_jax.commands defining register(subparsers) and run(args)
+COMMANDS = {
+    "stats": "stats",
+    "scaling": "scaling",
+}
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed without a traceback, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rce-jax",
+        description="Rank-based decomposition of language-model cross-entropy: "
+        "CE = Error-Entropy + Self-Alignment - Confidence (arXiv 2510.04067).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        importlib.import_module(f"rce_jax.commands.{module}").register(sub, name)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (CommandError, ValueError, FileNotFoundError, NotADirectoryError) as e:
+        print(f"rce-jax {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rce-jax {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``rce-jax`` command line (see ``rce_jax.cli``)."""

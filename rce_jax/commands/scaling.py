@@ -1,0 +1,55 @@
+"""``rce-jax scaling``: fit the scaling laws of evaluation results and write the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..scaling import METRICS, N_KEYS, scaling_report
+
+
+def register(sub, name):
+    p = sub.add_parser(name, help="fit scaling laws of eval results; write tables (and figures)")
+    p.add_argument("results", nargs="+", help="result JSON files of `rce-jax eval`, or folders of them")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--n", dest="n_key", choices=sorted(N_KEYS), default="non_embedding",
+                   help="which parameter count is N (default: non-embedding, as in Kaplan et al.)")
+    p.add_argument("--metrics", default=",".join(METRICS),
+                   help=f"comma-separated metrics to fit (default: {','.join(METRICS)})")
+    p.set_defaults(run=run)
+
+
+def collect_results(paths) -> list[dict]:
+    """Result records from files and folders (``*.json`` directly inside a folder)."""
+    files = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(path.glob("*.json"))
+            if not found:
+                raise ValueError(f"{path}: folder holds no result .json files")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such result file or folder")
+    records = []
+    for f in files:
+        try:
+            rec = json.loads(f.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{f}: not a JSON result file ({e})") from e
+        if not isinstance(rec, dict) or "ce" not in rec:
+            raise ValueError(f"{f}: not an `rce-jax eval` result (no 'ce' field)")
+        records.append(rec)
+    return records
+
+
+def run(args) -> int:
+    records = collect_results(args.results)
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    report = scaling_report(records, n_key=args.n_key, metrics=metrics)
+    paths = report.write(args.out)
+    print(report.to_markdown())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0

@@ -1,0 +1,46 @@
+"""``rce-jax stats``: show and merge saved RankStats files."""
+
+from __future__ import annotations
+
+import json
+
+from ..io import write_json
+from ..stats import RankStats
+
+
+def register(sub, name):
+    p = sub.add_parser(name, help="show or merge saved RankStats files")
+    verbs = p.add_subparsers(dest="verb", required=True)
+    show = verbs.add_parser("show", help="print the decomposition of RankStats files")
+    show.add_argument("files", nargs="+", help="RankStats .npz files (merged if several)")
+    show.add_argument("--json", action="store_true", help="print JSON instead of a summary")
+    merge = verbs.add_parser("merge", help="merge RankStats files (hosts, shards, runs) into one")
+    merge.add_argument("files", nargs="+", help="RankStats .npz files to merge")
+    merge.add_argument("-o", "--out", required=True, help="output .npz file")
+    merge.add_argument("--decomposition", help="also write the decomposition as JSON here")
+    p.set_defaults(run=run)
+
+
+def load_merged(files) -> RankStats:
+    total = RankStats.load(files[0])
+    for f in files[1:]:
+        total = total.merge(RankStats.load(f))
+    return total
+
+
+def run(args) -> int:
+    stats = load_merged(args.files)
+    dec = stats.decompose()
+    if args.verb == "show":
+        if args.json:
+            print(json.dumps({"meta": stats.meta, "n_tied": stats.n_tied, **dec.to_dict()}))
+        else:
+            print(dec)
+            print(f"settings: {json.dumps(stats.meta, sort_keys=True)}")
+            print(f"tokens whose target ties another entry: {stats.n_tied}")
+        return 0
+    stats.save(args.out)
+    if args.decomposition:
+        write_json(args.decomposition, {"meta": stats.meta, **dec.to_dict()})
+    print(f"merged {len(args.files)} files, {stats.n_tokens} tokens -> {args.out}")
+    return 0
