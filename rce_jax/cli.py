@@ -8,8 +8,9 @@ import sys
 
 # subcommand -> module in rce_jax.commands defining register(subparsers) and run(args)
 COMMANDS = {
-    "stats": "stats",
+    "eval": "eval",
     "scaling": "scaling",
+    "stats": "stats",
 }
 
 

@@ -16,6 +16,9 @@ def register(sub, name):
                    help="which parameter count is N (default: non-embedding, as in Kaplan et al.)")
     p.add_argument("--metrics", default=",".join(METRICS),
                    help=f"comma-separated metrics to fit (default: {','.join(METRICS)})")
+    p.add_argument("--histogram-models", default="",
+                   help="comma-separated model names for the p_e histograms (default: all)")
+    p.add_argument("--no-figures", action="store_true", help="write the tables only")
     p.set_defaults(run=run)
 
 
@@ -49,7 +52,34 @@ def run(args) -> int:
     records = collect_results(args.results)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     report = scaling_report(records, n_key=args.n_key, metrics=metrics)
-    paths = report.write(args.out)
+    paths = list(report.write(args.out).values())
+    if not args.no_figures:
+        paths += write_figures(report, records, args.out, args.histogram_models)
     print(report.to_markdown())
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    print("wrote " + ", ".join(str(p) for p in paths))
     return 0
+
+
+def write_figures(report, records, out_dir, histogram_models: str = "") -> list:
+    """Every figure of the paper that these results support."""
+    from .. import plots
+
+    chosen = {m.strip() for m in histogram_models.split(",") if m.strip()}
+    unknown = chosen - {r["model"] for r in records}
+    if unknown:
+        raise ValueError(f"--histogram-models names models not in the results: {sorted(unknown)}")
+    with_ranks = [r for r in records if "rank_stats" in r and (not chosen or r["model"] in chosen)]
+    fits = [r for r in metrics_in(report) if r in ("ce", "ee", "sa", "conf", "ee_share")]
+    paths = plots.plot_scaling(report, out_dir, metrics=fits) if report.rows else []
+    paths += plots.plot_ee_share(report, out_dir)
+    paths += plots.plot_rank_histograms(with_ranks, out_dir)
+    paths += plots.plot_score_profiles(records, out_dir)
+    return paths
+
+
+def metrics_in(report) -> list[str]:
+    seen = []
+    for r in report.rows:
+        if r["metric"] not in seen:
+            seen.append(r["metric"])
+    return seen

@@ -1,0 +1,8 @@
+"""The evaluation pipeline: corpus -> windows -> model -> token statistics -> RankStats -> result."""
+
+from .profile import ProfileStats, profile_sums
+from .runner import EvalConfig, evaluate, result_path, score_plan
+from .step import ScoreOptions, put_batch, score_batch
+
+__all__ = ["EvalConfig", "ProfileStats", "ScoreOptions", "evaluate", "profile_sums", "put_batch",
+           "result_path", "score_batch", "score_plan"]

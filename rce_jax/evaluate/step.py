@@ -1,0 +1,104 @@
+"""The compiled scoring step: packed batch -> model -> token statistics -> per-rank sums.
+
+The model runs under ``jit`` with its parameters sharded by the family's rules and the batch
+sharded on the mesh's ``data`` axis. The token statistics run inside ``shard_map`` over
+``data``: each device scores its own rows (a Pallas kernel is a custom call that XLA cannot
+partition by itself) against the whole LM head, and the per-rank sums are ``psum``-ed, so
+every device and host ends with the same replicated batch sums.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import rce_kernels
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from rce_kernels.rank_sums import batch_rank_sums
+
+from ..sharding import DATA
+from .profile import profile_sums
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreOptions:
+    """What the step computes; hashable, so it is a static argument of the compiled step.
+
+    ``vocab_limit``: rank and normalise over the first ``vocab_limit`` head rows (None: all).
+    ``fused``: token statistics straight from hidden states and the head (no [T, V] logits);
+    score profiles need the logits, so ``profile_ranks`` forces the materialised path.
+    ``logits_dtype``: the precision the logits are ranked in (None: the model's compute dtype,
+    as the model produces them).
+    """
+
+    vocab_limit: int | None = None
+    impl: str = "auto"
+    fused: bool = True
+    logits_dtype: str | None = None
+    profile_ranks: tuple[int, ...] = ()
+    profile_top_k: int = 16
+
+
+def _token_sums(hidden_TxE, head_VxE, targets_T, mask_T, *, options: ScoreOptions, compute_dtype,
+                axis: str | None):
+    """Per-rank sums (and profile sums) of one shard of rows; psum over ``axis`` if given."""
+    V = head_VxE.shape[0]
+    limit = V if options.vocab_limit is None else options.vocab_limit
+    logits_dtype = jnp.dtype(options.logits_dtype or compute_dtype)
+    targets_T = jnp.where(mask_T, targets_T, 0)
+    prof = None
+    if options.fused and not options.profile_ranks:
+        stats = rce_kernels.fused_token_stats(
+            hidden_TxE.astype(compute_dtype), head_VxE.astype(compute_dtype), targets_T,
+            vocab_limit=options.vocab_limit, logits_dtype=logits_dtype, impl=options.impl)
+    else:
+        logits = jnp.einsum("te,ve->tv", hidden_TxE.astype(compute_dtype),
+                            head_VxE.astype(compute_dtype),
+                            preferred_element_type=jnp.float32).astype(logits_dtype)
+        stats = rce_kernels.token_stats(logits, targets_T, vocab_limit=options.vocab_limit,
+                                        impl=options.impl)
+        if options.profile_ranks:
+            prof = profile_sums(logits[:, :limit], stats.rank, mask_T, ranks=options.profile_ranks,
+                                top_k=options.profile_top_k)
+    sums = batch_rank_sums(stats.logp, stats.rank, stats.ties, mask_T, vocab_size=limit)
+    if axis is not None:
+        sums, prof = jax.lax.psum((sums, prof), axis)
+    return sums, prof
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "options", "mesh"))
+def score_batch(graphdef, state, batch: dict, *, options: ScoreOptions, mesh: Mesh | None):
+    """``(BatchRankSums, profile sums or None)`` of one packed batch (see rce_jax.data.Batch)."""
+    model = nnx.merge(graphdef, state)
+    hidden_BxLxE = model.hidden_states(batch["input_ids"], positions_BxL=batch["positions"],
+                                       segment_ids_BxL=batch["segment_ids"])
+    head_VxE, bias = model.lm_head()
+    if bias is not None:
+        raise ValueError("LM heads with a bias are not supported by the scoring step")
+    E = hidden_BxLxE.shape[-1]
+    args = (hidden_BxLxE.reshape(-1, E), head_VxE, batch["target_ids"].reshape(-1),
+            batch["score_mask"].reshape(-1))
+    fn = functools.partial(_token_sums, options=options, compute_dtype=model.dtype)
+    if mesh is None:
+        return fn(*args, axis=None)
+    rows = P(DATA)
+    sharded = jax.shard_map(functools.partial(fn, axis=DATA), mesh=mesh,
+                            in_specs=(P(DATA, None), P(), rows, rows), out_specs=P())
+    return sharded(*args)
+
+
+def batch_sharding(mesh: Mesh | None):
+    """Where batch arrays live: rows split over ``data`` (None without a mesh)."""
+    return None if mesh is None else NamedSharding(mesh, P(DATA, None))
+
+
+def put_batch(arrays: dict, mesh: Mesh | None) -> dict:
+    """Device arrays of this process's rows of a global batch (multi-host aware)."""
+    if mesh is None:
+        return {k: jnp.asarray(v) for k, v in arrays.items()}
+    sharding = batch_sharding(mesh)
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in arrays.items()}
