@@ -1,0 +1,187 @@
+"""`rce-jax eval` end to end: numbers, resume after a real kill, devices, settings, bad input."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from eval_fixtures import make_model_dir, reference_decomposition, write_corpus
+
+from rce_jax.cli import main
+
+L = 16  # context length: short, so that long documents take several windows
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A fixed model and corpus: fresh draws would sometimes put a competitor logit within
+    float32 rounding of a target, where either rank is right (see eval_fixtures)."""
+    root = tmp_path_factory.mktemp("eval")
+    model, tokenizer = make_model_dir(root / "tiny-llama", seed=0)
+    texts = write_corpus(root / "corpus.jsonl", n_docs=8, seed=1, max_words=40)
+    return root, model, tokenizer, texts
+
+
+def run_eval(root, out, *extra, data=None, model=None):
+    args = ["eval", "--model", str(model or root / "tiny-llama"), "--data", str(data or root / "corpus.jsonl"),
+            "--context-length", str(L), "--out", str(out), "--no-progress", "--cache-dir", str(root / "cache"),
+            *extra]
+    return main(args)
+
+
+def load_result(out):
+    files = [p for p in Path(out).glob("*.json")]
+    assert len(files) == 1, files
+    return json.loads(files[0].read_text())
+
+
+def test_eval_equals_transformers_on_harness_windows(setup):
+    """CE, EE, SA, Conf and the token count equal transformers' logits on lm-eval's windows
+    (float64 NumPy) to 1e-5, every document token scored once; word/byte metrics likewise."""
+    root, model, tokenizer, texts = setup
+    assert run_eval(root, root / "out", "--batch-size", "4") == 0
+    r = load_result(root / "out")
+    ref, n, sum_ll = reference_decomposition(model, tokenizer, texts, L)
+    assert r["n_tokens"] == n
+    for key in ("ce", "ee", "sa", "conf"):
+        assert r[key] == pytest.approx(ref[key], abs=1e-5), key
+    assert abs(r["ce"] - (r["ee"] + r["sa"] - r["conf"])) < 1e-9
+    n_words = sum(len(re.split(r"\s+", t)) for t in texts)
+    n_bytes = sum(len(t.encode()) for t in texts)
+    assert r["word_perplexity"] == pytest.approx(np.exp(-sum_ll / n_words), rel=1e-5)
+    assert r["bits_per_byte"] == pytest.approx(-sum_ll / (n_bytes * np.log(2)), rel=1e-5)
+    assert r["family"] == "llama" and r["n_params"] > r["n_params_non_embedding"] > 0
+    assert sum(r["rank_stats"]["count"]) == n
+    assert r["settings"]["context_length"] == L and r["settings"]["tie_rule"].startswith("strictly")
+
+
+def test_unfused_packed_and_profile_paths_agree(setup):
+    """Materialised logits, one window per row and the score-profile path give the same counts."""
+    root, *_ = setup
+    if not (root / "out").exists():
+        run_eval(root, root / "out", "--batch-size", "4")
+    base = load_result(root / "out")
+    counts = dict(zip(base["rank_stats"]["ranks"], base["rank_stats"]["count"]))
+    frequent = sorted(counts, key=lambda r: -counts[r])[:2]  # ranks that certainly have tokens
+    absent = max(counts) + 1
+    chosen = [frequent[0], absent, frequent[1]]
+    assert run_eval(root, root / "out2", "--batch-size", "3", "--no-fused", "--packing", "none",
+                    "--profile-ranks", ",".join(map(str, chosen)), "--profile-top-k", "5") == 0
+    r = load_result(root / "out2")
+    assert r["rank_stats"]["count"] == base["rank_stats"]["count"]
+    np.testing.assert_allclose(r["rank_stats"]["sum_logp"], base["rank_stats"]["sum_logp"], rtol=1e-6)
+    prof = r["profile"]
+    assert prof["ranks"] == chosen and prof["top_k"] == 5
+    assert prof["count"] == [counts[frequent[0]], 0, counts[frequent[1]]]
+    for k, row, n in zip(chosen, prof["mean_sorted_probs"], prof["count"]):
+        if n == 0:
+            assert row == [0.0] * 5
+        else:  # sorted, a probability mass, and the target's own probability is somewhere in it
+            assert all(a >= b for a, b in zip(row, row[1:])) and 0 < sum(row) <= 1 + 1e-6
+
+
+def test_existing_result_is_skipped_and_force_recomputes(setup, capsys):
+    root, *_ = setup
+    out = root / "skip"
+    assert run_eval(root, out) == 0
+    first = load_result(out)
+    assert run_eval(root, out) == 0
+    assert "exists; skipping" in capsys.readouterr().out
+    assert run_eval(root, out, "--force") == 0
+    assert load_result(out)["rank_stats"] == first["rank_stats"]
+
+
+def _cli(*args, env=None):
+    return [sys.executable, "-m", "rce_jax.cli", *args]
+
+
+def test_killed_run_resumes_to_identical_counts(setup, tmp_path):
+    """SIGKILL part-way through; the same command continues from its last snapshot and ends with
+    exactly the counts of an uninterrupted run."""
+    root, *_ = setup
+    corpus = tmp_path / "long.jsonl"
+    write_corpus(corpus, n_docs=400, seed=7, max_words=12)
+    common = ["--context-length", str(L), "--batch-size", "1", "--packing", "none",
+              "--checkpoint-every", "1", "--cache-dir", str(root / "cache"), "--no-progress",
+              "--model", str(root / "tiny-llama"), "--data", str(corpus)]
+    assert main(["eval", *common, "--out", str(tmp_path / "whole")]) == 0
+    whole = load_result(tmp_path / "whole")
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_cli("eval", *common, "--out", str(out)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    state_file = out / ".partial" / "tiny-llama__long.jsonl" / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if state_file.exists():
+            try:
+                if json.loads(state_file.read_text())["next_batch"] >= 20:
+                    break
+            except (json.JSONDecodeError, KeyError):
+                pass
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    done = json.loads(state_file.read_text())["next_batch"]
+    assert 20 <= done < whole["n_documents"]  # really interrupted part-way
+    assert not list(out.glob("*.json"))  # no result that looks complete
+
+    resumed = subprocess.run(_cli("eval", *common, "--out", str(out)), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at batch {done}/" in resumed.stdout
+    r = load_result(out)
+    assert r["rank_stats"]["count"] == whole["rank_stats"]["count"]
+    assert r["rank_stats"]["ranks"] == whole["rank_stats"]["ranks"]
+    np.testing.assert_allclose(r["rank_stats"]["sum_logp"], whole["rank_stats"]["sum_logp"], rtol=1e-12)
+    assert not (out / ".partial" / "tiny-llama__long.jsonl").exists()
+
+
+def test_eight_simulated_devices_give_identical_counts(setup, tmp_path):
+    """The same evaluation on one CPU device and on an 8-device data-parallel mesh."""
+    root, *_ = setup
+    common = ["--context-length", str(L), "--batch-size", "8", "--cache-dir", str(root / "cache"),
+              "--no-progress", "--model", str(root / "tiny-llama"), "--data", str(root / "corpus.jsonl")]
+    assert main(["eval", *common, "--out", str(tmp_path / "one")]) == 0
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    proc = subprocess.run(_cli("eval", *common, "--out", str(tmp_path / "eight")), env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one, eight = load_result(tmp_path / "one"), load_result(tmp_path / "eight")
+    assert eight["versions"]["device_count"] == 8 and one["versions"]["device_count"] == 1
+    assert eight["rank_stats"]["count"] == one["rank_stats"]["count"]
+    np.testing.assert_allclose(eight["rank_stats"]["sum_logp"], one["rank_stats"]["sum_logp"], rtol=1e-6)
+
+
+def test_bad_input_gives_clear_errors_and_no_result(setup, tmp_path, capsys):
+    root, *_ = setup
+    bad_utf8 = tmp_path / "latin1.txt"
+    bad_utf8.write_bytes("caf\xe9 au lait".encode("latin-1"))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"text": ""}) + "\n")
+    small_vocab = tmp_path / "small-vocab"
+    make_model_dir(small_vocab, vocab_extra=-100)  # the head has 100 rows fewer than the tokenizer
+    cases = [
+        (dict(model=tmp_path / "no-such-model"), "no-such-model"),
+        (dict(model=small_vocab), "tokenizer and model do not fit"),
+        (dict(data=empty), "empty"),
+        (dict(data=bad_utf8), "UTF-8"),
+        (dict(data="tfds:no_such_dataset_rce"), "tfds|TFDS"),
+    ]
+    for kwargs, message in cases:
+        out = tmp_path / f"out-{len(message)}"
+        assert run_eval(root, out, **kwargs) == 2
+        err = capsys.readouterr().err
+        assert re.search(message, err), err
+        assert not list(out.glob("*.json")) if out.exists() else True
+    out = tmp_path / "too-long"
+    assert main(["eval", "--model", str(root / "tiny-llama"), "--data", str(root / "corpus.jsonl"),
+                 "--context-length", "4096", "--out", str(out), "--cache-dir", str(root / "cache")]) == 2
+    assert "exceeds the model's maximum 128" in capsys.readouterr().err
+    assert not out.exists() or not list(out.glob("*.json"))
