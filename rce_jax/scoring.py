@@ -62,13 +62,70 @@ def token_stats(logits, targets, *, impl: str = "auto", vocab_limit: int | None 
     targets = jnp.asarray(targets)
     _check_inputs(logits, targets)
     V = logits.shape[-1]
-    limit = V if vocab_limit is None else vocab_limit
-    if not 1 <= limit <= V:
-        raise ValueError(f"vocab_limit={vocab_limit} must lie in [1, {V}]")
+    limit = _resolve_limit(V, vocab_limit)
     _check_target_range(targets, limit)
     lead = logits.shape[:-1]
     out = rce_kernels.token_stats(
         logits.reshape(-1, V), targets.reshape(-1), vocab_limit=vocab_limit, impl=impl
+    )
+    return TokenStats(*(x.reshape(lead) for x in out))
+
+
+def _check_fused_inputs(hidden, head, targets, bias):
+    if hidden.ndim < 2 or head.ndim != 2:
+        raise ValueError(
+            "hidden must be [T, d] or [B, L, d] and head [V, d]; "
+            f"got {hidden.shape} and {head.shape}"
+        )
+    named = [("hidden", hidden), ("head", head)] + ([("bias", bias)] if bias is not None else [])
+    for name, x in named:
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise ValueError(f"{name} must be floating point; got {x.dtype}")
+    if hidden.shape[-1] != head.shape[1]:
+        raise ValueError(
+            f"hidden width {hidden.shape[-1]} does not match head width {head.shape[1]}"
+        )
+    if not jnp.issubdtype(targets.dtype, jnp.integer):
+        raise ValueError(f"targets must be integers; got {targets.dtype}")
+    if targets.shape != hidden.shape[:-1]:
+        raise ValueError(
+            f"targets shape {targets.shape} does not match hidden shape {hidden.shape} "
+            f"(expected {hidden.shape[:-1]})"
+        )
+    if bias is not None and bias.shape != head.shape[:1]:
+        raise ValueError(
+            f"bias shape {bias.shape} does not match head shape {head.shape} "
+            f"(expected ({head.shape[0]},))"
+        )
+
+
+def _resolve_limit(V, vocab_limit):
+    limit = V if vocab_limit is None else vocab_limit
+    if not 1 <= limit <= V:
+        raise ValueError(f"vocab_limit={vocab_limit} must lie in [1, {V}]")
+    return limit
+
+
+def token_stats_fused(hidden, head, targets, *, bias=None, impl: str = "auto",
+                      vocab_limit: int | None = None, logits_dtype=None) -> TokenStats:
+    """Per-token ``(logp, rank, ties)`` of the logits ``hidden @ head.T + bias`` without
+    materialising them.
+
+    ``hidden`` is ``[T, d]`` or ``[B, L, d]``, ``head`` the LM head ``[V, d]``, ``bias`` an
+    optional ``[V]``. The logits are accumulated in float32 and rounded once to ``logits_dtype``
+    (default: the hidden dtype) before ranking, i.e. ranks are those of materialised logits of
+    that precision. Validation and flags as in ``token_stats``; ``impl`` as there (see
+    ``rce_kernels.fused_token_stats``).
+    """
+    hidden, head, targets = jnp.asarray(hidden), jnp.asarray(head), jnp.asarray(targets)
+    bias = None if bias is None else jnp.asarray(bias)
+    _check_fused_inputs(hidden, head, targets, bias)
+    limit = _resolve_limit(head.shape[0], vocab_limit)
+    _check_target_range(targets, limit)
+    lead = targets.shape
+    out = rce_kernels.fused_token_stats(
+        hidden.reshape(-1, hidden.shape[-1]), head, targets.reshape(-1), bias_V=bias,
+        vocab_limit=vocab_limit, logits_dtype=logits_dtype, impl=impl,
     )
     return TokenStats(*(x.reshape(lead) for x in out))
 

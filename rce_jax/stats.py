@@ -10,15 +10,15 @@ at the end.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import zipfile
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from rce_kernels.rank_sums import BatchRankSums, batch_rank_sums  # noqa: F401 (re-exported)
 
 from .io import atomic_path
 
@@ -28,42 +28,6 @@ FILE_VERSION = 1
 
 class StatsFileError(ValueError):
     """A RankStats file that is missing, corrupt, of another format or of another version."""
-
-
-class BatchRankSums(NamedTuple):
-    """Device-side statistics of one batch (float32 sums, int32 counts)."""
-
-    count_V: jax.Array  # int32 [V]: scored tokens per rank
-    sum_logp_V: jax.Array  # float32 [V]: sum of log s per rank
-    n_tied: jax.Array  # int32 []: scored tokens whose target logit ties another entry
-    n_invalid: jax.Array  # int32 []: scored tokens flagged invalid (NaN/+inf logits, bad target)
-    n_neginf: jax.Array  # int32 []: scored tokens whose target logit is -inf (log s = -inf)
-
-
-@functools.partial(jax.jit, static_argnames=("vocab_size",))
-def batch_rank_sums(logp_T, rank_T, ties_T, mask_T, *, vocab_size: int) -> BatchRankSums:
-    """Segment sums of one batch of token statistics by exact rank.
-
-    Tokens with ``mask_T`` false are ignored. Scored tokens that are invalid (``rank < 0``) or
-    have ``logp = -inf`` are left out of the sums and counted in ``n_invalid`` / ``n_neginf``
-    so that the host can refuse them with a clear error.
-    """
-    mask_T = mask_T.astype(bool)
-    invalid = mask_T & (rank_T < 0)
-    neginf = mask_T & (rank_T >= 0) & (logp_T == -jnp.inf)
-    good = mask_T & ~invalid & ~neginf
-    segment = jnp.where(good, rank_T, vocab_size).astype(jnp.int32)  # V = the dropped bin
-    count = jax.ops.segment_sum(good.astype(jnp.int32), segment, num_segments=vocab_size + 1)
-    total = jax.ops.segment_sum(
-        jnp.where(good, logp_T, 0.0).astype(jnp.float32), segment, num_segments=vocab_size + 1
-    )
-    return BatchRankSums(
-        count_V=count[:vocab_size],
-        sum_logp_V=total[:vocab_size],
-        n_tied=jnp.sum(good & (ties_T > 0), dtype=jnp.int32),
-        n_invalid=jnp.sum(invalid, dtype=jnp.int32),
-        n_neginf=jnp.sum(neginf, dtype=jnp.int32),
-    )
 
 
 def _check_flags(n_invalid: int, n_neginf: int, where: str) -> None:

@@ -1,0 +1,114 @@
+"""Custom-VJP cores of the proxy loss ``L = CE + lam * Conf`` (DESIGN section 2).
+
+``ce_conf`` (materialised logits) and ``ce_conf_fused`` (hidden states and LM head) return the
+batch's ``(CE, Conf)`` as float32 scalars; ``L = CE + lam * Conf`` is formed by the caller, so
+autodiff supplies ``dL/dlam = Conf`` and any combination of cotangents of CE and Conf works.
+With N scored tokens, rank e per token (a constant), ``p_e = N_e / N``,
+``Q_e = exp(mean log s over rank e)``, ``C = sum_e Q_e``, ``q_e = Q_e / C``:
+
+    dCE/d(log s_i) = -1/N,   dConf/d(log s_i) = q_e / (p_e N)
+
+so the backward is the cross-entropy backward with a per-token weight: for cotangents
+``(g_ce, g_conf)``, ``dz_i = w_i (softmax(z_i) - onehot(y_i))`` with
+``w_i = (g_ce - g_conf q_e / p_e) / N`` (L: ``g_ce = 1``, ``g_conf = lam``). Forward: one
+token-statistics pass; backward: one elementwise pass over the logits, or (fused) the tiled
+recomputation of ``fused_backward`` (never a [T, V] buffer). Masked tokens get zero weight.
+Inputs are assumed validated (``rce_jax.losses`` does that): targets in range where scored.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from .dispatch import fused_token_stats, token_stats
+from .fused_backward import fused_logits_backward_xla
+from .rank_sums import batch_rank_sums
+from .reference import gather_target_logits
+
+
+def batch_terms(logp_T, rank_T, ties_T, mask_T, vocab_size):
+    """``(CE, Conf, ratio_T = q_e / p_e per token, N as float32)`` of one batch. An all-masked
+    batch has CE = Conf = 0."""
+    sums = batch_rank_sums(logp_T, rank_T, ties_T, mask_T, vocab_size=vocab_size)
+    n_f = jnp.maximum(jnp.sum(mask_T, dtype=jnp.int32), 1).astype(jnp.float32)
+    ce = -jnp.sum(jnp.where(mask_T, logp_T, 0.0)) / n_f
+    count = sums.count_V.astype(jnp.float32)
+    occupied = sums.count_V > 0
+    mean_V = jnp.where(occupied, sums.sum_logp_V / jnp.maximum(count, 1.0), -jnp.inf)
+    any_token = jnp.any(occupied)
+    log_c = jnp.where(any_token, jax.nn.logsumexp(mean_V), 0.0)
+    ratio_V = jnp.where(occupied, jnp.exp(mean_V - log_c) * n_f / jnp.maximum(count, 1.0), 0.0)
+    ratio_T = jnp.where(mask_T & (rank_T >= 0), ratio_V[jnp.clip(rank_T, 0, vocab_size - 1)], 0.0)
+    return ce, log_c, ratio_T, n_f
+
+
+def _token_weights(g_ce, g_conf, ratio_T, mask_T, n_f):
+    return jnp.where(mask_T, (g_ce - g_conf * ratio_T) / n_f, 0.0)
+
+
+# ---- materialised logits -----------------------------------------------------------------
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def ce_conf(logits_TxV, targets_T, mask_T, vocab_limit=None, impl="auto"):
+    """``(CE, Conf)`` of logits [T, V] over the tokens where ``mask_T``; gradient: module doc."""
+    return _ce_conf_fwd(logits_TxV, targets_T, mask_T, vocab_limit, impl)[0]
+
+
+def _ce_conf_fwd(logits_TxV, targets_T, mask_T, vocab_limit, impl):
+    limit = logits_TxV.shape[1] if vocab_limit is None else vocab_limit
+    logp, rank, ties = token_stats(logits_TxV, targets_T, vocab_limit=vocab_limit, impl=impl)
+    ce, conf, ratio, n_f = batch_terms(logp, rank, ties, mask_T, limit)
+    lse = gather_target_logits(logits_TxV, targets_T, limit).astype(jnp.float32) - logp
+    return (ce, conf), (logits_TxV, targets_T, mask_T, lse, ratio, n_f)
+
+
+def _ce_conf_bwd(vocab_limit, impl, res, cotangents):
+    del impl
+    logits_TxV, targets_T, mask_T, lse, ratio, n_f = res
+    w = _token_weights(*cotangents, ratio, mask_T, n_f)
+    V = logits_TxV.shape[1]
+    limit = V if vocab_limit is None else vocab_limit
+    col = jnp.arange(V)[None, :]
+    g = jnp.exp(logits_TxV.astype(jnp.float32) - lse[:, None]) - (col == targets_T[:, None])
+    g = jnp.where(mask_T[:, None] & (col < limit), w[:, None] * g, 0.0)
+    return g.astype(logits_TxV.dtype), None, None
+
+
+ce_conf.defvjp(_ce_conf_fwd, _ce_conf_bwd)
+
+
+# ---- fused LM head ----------------------------------------------------------------------
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
+def ce_conf_fused(hidden_TxD, head_VxD, bias_V, targets_T, mask_T, vocab_limit=None,
+                  logits_dtype=None, impl="auto"):
+    """``(CE, Conf)`` of the logits ``hidden @ head.T + bias`` (``fused_common`` semantics),
+    differentiable in hidden, head and bias (head/bias gradients accumulated in float32)."""
+    return _ce_conf_fused_fwd(hidden_TxD, head_VxD, bias_V, targets_T, mask_T, vocab_limit,
+                              logits_dtype, impl)[0]
+
+
+def _ce_conf_fused_fwd(hidden_TxD, head_VxD, bias_V, targets_T, mask_T, vocab_limit,
+                       logits_dtype, impl):
+    limit = head_VxD.shape[0] if vocab_limit is None else vocab_limit
+    (logp, rank, ties), lse = fused_token_stats(
+        hidden_TxD, head_VxD, targets_T, bias_V=bias_V, vocab_limit=vocab_limit,
+        logits_dtype=logits_dtype, impl=impl, return_lse=True,
+    )
+    ce, conf, ratio, n_f = batch_terms(logp, rank, ties, mask_T, limit)
+    return (ce, conf), (hidden_TxD, head_VxD, bias_V, targets_T, mask_T, lse, ratio, n_f)
+
+
+def _ce_conf_fused_bwd(vocab_limit, logits_dtype, impl, res, cotangents):
+    del impl
+    hidden_TxD, head_VxD, bias_V, targets_T, mask_T, lse, ratio, n_f = res
+    w = _token_weights(*cotangents, ratio, mask_T, n_f)
+    d_hidden, d_head, d_bias = fused_logits_backward_xla(
+        hidden_TxD, head_VxD, bias_V, targets_T, lse, w, vocab_limit=vocab_limit,
+        logits_dtype=logits_dtype,
+    )
+    return d_hidden, d_head.astype(head_VxD.dtype), d_bias.astype(bias_V.dtype), None, None
+
+
+ce_conf_fused.defvjp(_ce_conf_fused_fwd, _ce_conf_fused_bwd)
