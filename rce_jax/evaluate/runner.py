@@ -108,8 +108,16 @@ def _versions() -> dict:
             "device_count": jax.device_count(), "process_count": jax.process_count()}
 
 
+def dataset_label(dataset: str) -> str:
+    """A short name for file names: a local corpus by its file or folder name, others as named."""
+    if dataset.startswith("tfds:") or "/" not in dataset:
+        return dataset
+    return Path(dataset.rstrip("/")).name
+
+
 def result_path(out_dir, model_name: str, dataset: str) -> Path:
-    return Path(out_dir) / f"{slug(model_name)}__{slug(dataset)}.json"
+    """Where the result of ``model_name`` on ``dataset`` is written."""
+    return Path(out_dir) / f"{slug(model_name)}__{slug(dataset_label(dataset))}.json"
 
 
 def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=None,
