@@ -8,6 +8,7 @@ import sys
 
 # subcommand -> module in rce_jax.commands defining register(subparsers) and run(args)
 COMMANDS = {
+    "bench": "bench",
     "eval": "eval",
     "scaling": "scaling",
     "stats": "stats",
@@ -31,7 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "bench":  # bench passes its options through to rce_kernels.bench
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.bench_args = extra + list(args.bench_args)
     try:
         return int(args.run(args) or 0)
     except (CommandError, ValueError, FileNotFoundError, NotADirectoryError) as e:
