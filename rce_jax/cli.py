@@ -40,7 +40,8 @@ def main(argv=None) -> int:
         args.bench_args = extra + list(args.bench_args)
     try:
         return int(args.run(args) or 0)
-    except (CommandError, ValueError, FileNotFoundError, NotADirectoryError) as e:
+    except (CommandError, ValueError, FileNotFoundError, NotADirectoryError, ImportError) as e:
+        # ImportError: an optional extra that is not installed (the message says which)
         print(f"rce-jax {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
