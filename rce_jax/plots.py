@@ -39,13 +39,19 @@ def save(fig, path) -> Path:
 
 def log_axes(ax, x=True, y=True):
     """Log axes with plain-text tick labels (mathtext labels on every minor tick of a narrow
-    range made one figure take seconds to lay out)."""
+    range made one figure take seconds to lay out). Call it after plotting: an axis whose data
+    span less than a decade (CE of one family, say) has at most one major tick, so its minor
+    ticks (2..9 x 10^k) are labelled too."""
     plain = ticker.FuncFormatter(lambda v, _: f"{v:.3g}")
-    for on, axis, set_scale in ((x, ax.xaxis, ax.set_xscale), (y, ax.yaxis, ax.set_yscale)):
+    for on, axis, set_scale, get_lim in ((x, ax.xaxis, ax.set_xscale, ax.get_xlim),
+                                         (y, ax.yaxis, ax.set_yscale, ax.get_ylim)):
         if on:
             set_scale("log")
             axis.set_major_formatter(plain)
-            axis.set_minor_formatter(ticker.NullFormatter())
+            low, high = get_lim()
+            narrow = 0 < low and high < 10 * low
+            axis.set_minor_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.4g}") if narrow
+                                     else ticker.NullFormatter())
 
 
 def _family_styles(families):

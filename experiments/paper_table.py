@@ -1,0 +1,287 @@
+"""The model/corpus table of ``paper_models.py``: reading it, finding what is present locally,
+and planning the evaluations (no JAX computation here: this is all a dry run needs).
+
+A model is found, offline, as a folder under the models folder named like its repo id
+(``ORG/NAME``, ``NAME`` or ``ORG--NAME``, aliases too), else in the local Hugging Face cache;
+it is run only if the folder has config.json, weights and tokenizer files, names the table's
+architecture and has at least the context length in positions. A corpus is available if it is
+embedded, an existing local path, or a TFDS dataset whose files are prepared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+from pathlib import Path
+
+import yaml
+
+from rce_jax.data import parse_spec
+from rce_jax.models import FAMILIES, load_config
+from rce_jax.models.checkpoint import BIN_INDEX, BIN_SINGLE, SAFE_INDEX, SAFE_SINGLE
+from rce_jax.models.loading import _TOKENIZER_FILES
+from rce_jax.scaling import N_KEYS
+
+DEFAULT_CONFIG = Path(__file__).with_name("paper_models.yaml")
+DEFAULT_KEYS = {"context_length": int, "batch_size": int, "dtype": str, "max_tokens": (int, type(None)),
+                "n_key": str}
+WEIGHT_FILES = (SAFE_SINGLE, SAFE_INDEX, BIN_SINGLE, BIN_INDEX)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    family: str  # the YAML's family key (the paper's family), e.g. "llama-2"
+    repo: str  # Hugging Face repo id
+    architecture: str  # the model code its config.json must name (rce_jax.models.FAMILIES)
+    aliases: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusEntry:
+    key: str
+    spec: str | None = None
+    spec_env: str | None = None  # environment variable holding the spec, when `spec` is not set
+    text_field: str = "text"
+    default: bool = False
+    fallback: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    defaults: dict
+    models: tuple[ModelEntry, ...]
+    corpora: dict  # key -> CorpusEntry
+
+
+def _need(cond, where, msg):
+    if not cond:
+        raise ValueError(f"{where}: {msg}")
+
+
+def load_table(path=DEFAULT_CONFIG) -> Table:
+    """Read and check the model/corpus table (the schema is paper_models.yaml's)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    d = yaml.safe_load(path.read_text(encoding="utf-8"))
+    _need(isinstance(d, dict) and set(d) == {"defaults", "families", "corpora"}, path,
+          "expected exactly the top-level keys defaults, families, corpora")
+    defaults = d["defaults"]
+    _need(isinstance(defaults, dict) and set(defaults) == set(DEFAULT_KEYS), path,
+          f"defaults must set exactly {sorted(DEFAULT_KEYS)}")
+    for k, t in DEFAULT_KEYS.items():
+        _need(isinstance(defaults[k], t), f"{path}: defaults.{k}", f"wrong type {type(defaults[k]).__name__}")
+    _need(defaults["n_key"] in N_KEYS, f"{path}: defaults.n_key", f"must be one of {sorted(N_KEYS)}")
+    models, seen = [], set()
+    for fam, spec in (d["families"] or {}).items():
+        where = f"{path}: family {fam!r}"
+        _need(isinstance(spec, dict) and set(spec) == {"architecture", "models"}
+              and spec["architecture"] in FAMILIES, where,
+              f"is {{architecture: one of {FAMILIES}, models: [...]}}")
+        _need(isinstance(spec.get("models"), list) and spec["models"], where, "needs a non-empty models list")
+        for m in spec["models"]:
+            _need(isinstance(m, dict) and isinstance(m.get("repo"), str) and set(m) <= {"repo", "aliases"}
+                  and all(isinstance(a, str) for a in m.get("aliases", [])),
+                  where, f"each model is {{repo: ID, aliases: [ID, ...]}}, got {m!r}")
+            names = (m["repo"], *m.get("aliases", ()))
+            _need(not seen & set(names), where, f"{sorted(seen & set(names))} listed twice")
+            seen.update(names)
+            models.append(ModelEntry(str(fam), m["repo"], spec["architecture"], tuple(m.get("aliases", ()))))
+    _need(models, path, "no models")
+    corpora = {}
+    allowed = {f.name for f in dataclasses.fields(CorpusEntry)} - {"key"}
+    for key, spec in (d["corpora"] or {}).items():
+        where = f"{path}: corpus {key!r}"
+        _need(isinstance(spec, dict) and set(spec) <= allowed, where, f"fields must be among {sorted(allowed)}")
+        _need(("spec" in spec) != ("spec_env" in spec), where, "needs exactly one of spec, spec_env")
+        _need(all(isinstance(spec[k], str) for k in ("spec", "spec_env", "text_field", "fallback") if k in spec)
+              and isinstance(spec.get("default", False), bool), where, "spec, spec_env, text_field and "
+              "fallback are strings, default is true or false")
+        corpora[str(key)] = CorpusEntry(str(key), **spec)
+    for c in corpora.values():
+        _need(c.fallback is None or (c.fallback in corpora and c.fallback != c.key),
+              f"{path}: corpus {c.key!r}", f"fallback {c.fallback!r} is not another corpus of the table")
+    return Table(dict(defaults), tuple(models), corpora)
+
+
+# ---- where things are -----------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ModelStatus:
+    entry: ModelEntry
+    status: str  # present | missing | incomplete | unsupported | wrong-architecture | context-too-long
+    path: str | None = None
+    reason: str = ""
+
+
+def candidate_dirs(entry: ModelEntry, models_dir) -> list[Path]:
+    """Folders under ``models_dir`` that may hold the model: ORG/NAME, NAME, ORG--NAME per name."""
+    out = []
+    for name in (entry.repo, *entry.aliases):
+        for rel in (name, name.split("/")[-1], name.replace("/", "--")):
+            p = Path(models_dir) / rel
+            if p not in out:
+                out.append(p)
+    return out
+
+
+def check_model_dir(entry: ModelEntry, path: Path, context_length: int) -> ModelStatus:
+    lacks = [what for what, files in (("config.json", ("config.json",)), ("weights", WEIGHT_FILES),
+                                      ("tokenizer files", _TOKENIZER_FILES))
+             if not any((path / f).exists() for f in files)]
+    if lacks:
+        return ModelStatus(entry, "incomplete", str(path), f"lacks {', '.join(lacks)}")
+    try:
+        config = load_config(str(path))
+    except (ValueError, OSError) as e:
+        return ModelStatus(entry, "unsupported", str(path), str(e).splitlines()[0])
+    if config.family != entry.architecture:
+        return ModelStatus(entry, "wrong-architecture", str(path),
+                           f"config.json is {config.family!r}, the table expects {entry.architecture!r}")
+    if config.max_position_embeddings < context_length:
+        return ModelStatus(entry, "context-too-long", str(path),
+                           f"context {context_length} > the model's {config.max_position_embeddings} positions")
+    return ModelStatus(entry, "present", str(path))
+
+
+def locate_model(entry: ModelEntry, *, models_dir=None, hf_cache=True, hf_cache_dir=None,
+                 context_length: int) -> ModelStatus:
+    """The model's folder (``models_dir`` first, then the local HF cache; never downloaded)."""
+    looked = []
+    if models_dir is not None:
+        for d in candidate_dirs(entry, models_dir):
+            if d.is_dir():
+                return check_model_dir(entry, d, context_length)
+        looked.append(f"{models_dir}")
+    if hf_cache:
+        from huggingface_hub import snapshot_download
+
+        for name in (entry.repo, *entry.aliases):
+            try:
+                found = snapshot_download(name, cache_dir=hf_cache_dir, local_files_only=True)
+            except (OSError, ValueError):  # not cached (LocalEntryNotFoundError), invalid id
+                continue
+            return check_model_dir(entry, Path(found), context_length)
+        looked.append("the local Hugging Face cache")
+    return ModelStatus(entry, "missing", None, "not found in " + (" or ".join(looked) or "nowhere (no --models-dir, HF cache off)"))
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusStatus:
+    key: str
+    spec: str | None
+    available: bool
+    reason: str = ""
+    text_field: str = "text"
+
+
+def tfds_prepared(name: str, data_dir: str | None) -> tuple[bool, str]:
+    """Whether TFDS dataset ``name`` (``ds/config[:version]``) is prepared, by its files alone."""
+    if importlib.util.find_spec("tensorflow_datasets") is None:
+        return False, "tensorflow-datasets is not installed (pip install 'rce-jax[tfds]')"
+    data_dir = data_dir or os.environ.get("TFDS_DATA_DIR") or str(Path.home() / "tensorflow_datasets")
+    if "://" in data_dir:
+        return True, f"in {data_dir} (remote: not checked)"
+    base, _, version = name.partition(":")
+    if any((Path(data_dir) / base).glob(f"{version or '*'}/dataset_info.json")):
+        return True, f"prepared in {data_dir}"
+    return False, f"not prepared in {data_dir} (run `tfds build {base}`, or set TFDS_DATA_DIR)"
+
+
+def check_corpus(entry: CorpusEntry, overrides: dict, tfds_data_dir=None) -> CorpusStatus:
+    spec = overrides.get(entry.key) or entry.spec or (os.environ.get(entry.spec_env) if entry.spec_env else None)
+    if not spec:
+        return CorpusStatus(entry.key, None, False, f"no spec: set ${entry.spec_env} or pass "
+                            f"--corpus-spec {entry.key}=PATH", entry.text_field)
+    kind, target, split = parse_spec(spec)
+    if kind != "path" and split is None:
+        raise ValueError(f"corpus {entry.key!r}: spec {spec!r} names no split; write it out "
+                         f"(e.g. {spec}@validation) so that result names are unambiguous")
+    if kind == "embedded":
+        ok, why = True, "embedded"
+    elif kind == "tfds":
+        ok, why = tfds_prepared(target, tfds_data_dir)
+    else:
+        ok, why = Path(target).exists(), ("local" if Path(target).exists() else f"{target} does not exist")
+    return CorpusStatus(entry.key, spec, ok, why, entry.text_field)
+
+
+# ---- the plan ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Run:
+    model: ModelStatus
+    corpus: CorpusStatus
+    result: Path
+    done: bool
+
+
+@dataclasses.dataclass
+class Plan:
+    models: list  # ModelStatus of every selected model
+    corpora: list  # CorpusStatus of every requested corpus
+    used: list  # CorpusStatus of the corpora that run (fallbacks in place of unavailable ones)
+    substitutes: dict  # requested key -> fallback key used instead
+    runs: list  # Run per present model x used corpus
+
+    @property
+    def present(self):
+        return [m for m in self.models if m.status == "present"]
+
+
+def make_plan(table: Table, out, *, models_dir=None, hf_cache=True, hf_cache_dir=None, families=None,
+              models=None, corpora=None, corpus_specs=None, fallback=True, tfds_data_dir=None,
+              context_length: int) -> Plan:
+    """Which models are present, which corpora are available, and which results exist."""
+    from rce_jax.evaluate.runner import result_path
+
+    known = sorted({m.family for m in table.models})
+    if families and set(families) - set(known):
+        raise ValueError(f"unknown families {sorted(set(families) - set(known))}; the table has {known}")
+    chosen = [m for m in table.models if not families or m.family in families]
+    if models:
+        chosen = [m for m in chosen if any(s in (m.repo, *m.aliases) for s in models)]
+        if not chosen:
+            raise ValueError(f"--models {models} names no model of the selected families")
+    corpora = corpora or [k for k, c in table.corpora.items() if c.default]
+    if not corpora:
+        raise ValueError("no corpus selected: pass --corpora, or mark corpora `default: true` in the table")
+    unknown = set(corpora) - set(table.corpora) | set(corpus_specs or {}) - set(table.corpora)
+    if unknown:
+        raise ValueError(f"unknown corpora {sorted(unknown)}; the table has {sorted(table.corpora)}")
+    if models_dir is not None and not Path(models_dir).is_dir():
+        raise FileNotFoundError(f"--models-dir {models_dir}: no such folder")
+    statuses = [locate_model(m, models_dir=models_dir, hf_cache=hf_cache, hf_cache_dir=hf_cache_dir,
+                             context_length=context_length) for m in chosen]
+    checked = {k: check_corpus(table.corpora[k], corpus_specs or {}, tfds_data_dir) for k in corpora}
+    used, substitutes = [], {}
+    for key in corpora:
+        status, fb = checked[key], table.corpora[key].fallback
+        if not status.available and fallback and fb:
+            status = checked.get(fb) or check_corpus(table.corpora[fb], corpus_specs or {}, tfds_data_dir)
+            substitutes[key] = fb
+        if status.available and status.key not in [u.key for u in used]:
+            used.append(status)
+    runs = []
+    for m in statuses:
+        if m.status == "present":
+            for c in used:
+                path = result_path(Path(out) / "results", m.entry.repo, c.spec)
+                runs.append(Run(m, c, path, path.exists()))
+    return Plan(statuses, list(checked.values()), used, substitutes, runs)
+
+
+def format_plan(plan: Plan) -> str:
+    lines = [f"models: {len(plan.present)} of {len(plan.models)} present"]
+    for m in plan.models:
+        tag = "present" if m.status == "present" else m.status.upper()
+        lines.append(f"  {tag:<19} {m.entry.family:<11} {m.entry.repo:<34} {m.path or ''}"
+                     + (f"  ({m.reason})" if m.reason else ""))
+    lines.append("corpora:")
+    for c in plan.corpora:
+        sub = f" -> using {plan.substitutes[c.key]} instead" if c.key in plan.substitutes else ""
+        lines.append(f"  {c.key:<12} {'available' if c.available else 'NOT AVAILABLE':<14} "
+                     f"{c.spec or '-'}  ({c.reason}){sub}")
+    done = sum(r.done for r in plan.runs)
+    lines.append(f"evaluations: {len(plan.runs)} ({done} done, {len(plan.runs) - done} to run) on "
+                 f"{', '.join(f'{c.key} = {c.spec}' for c in plan.used) or 'no corpus'}")
+    return "\n".join(lines)
