@@ -97,6 +97,27 @@ def test_existing_result_is_skipped_and_force_recomputes(setup, capsys):
     assert load_result(out)["rank_stats"] == first["rank_stats"]
 
 
+def test_existing_result_of_other_inputs_is_refused_not_returned(setup, tmp_path, capsys):
+    """A result file named like the request but made from another corpus (same file name in
+    another folder) or another context length is an error, never returned as this run's result."""
+    root, *_ = setup
+    out = tmp_path / "out"
+    assert run_eval(root, out) == 0
+    first = (out / "tiny-llama__corpus.jsonl.json").read_text()
+    other = tmp_path / "elsewhere" / "corpus.jsonl"
+    other.parent.mkdir()
+    write_corpus(other, n_docs=3, seed=99, max_words=20)
+    assert run_eval(root, out, data=other) == 2
+    assert "corpus_fingerprint" in capsys.readouterr().err
+    assert main(["eval", "--model", str(root / "tiny-llama"), "--data", str(root / "corpus.jsonl"),
+                 "--context-length", str(2 * L), "--out", str(out), "--no-progress",
+                 "--cache-dir", str(root / "cache")]) == 2
+    assert "context_length: 16 there, 32 now" in capsys.readouterr().err
+    assert (out / "tiny-llama__corpus.jsonl.json").read_text() == first
+    assert run_eval(root, out) == 0  # the same request still reuses it
+    assert "exists; skipping" in capsys.readouterr().out
+
+
 def _cli(*args, env=None):
     return [sys.executable, "-m", "rce_jax.cli", *args]
 

@@ -135,9 +135,23 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     t0 = time.perf_counter()
     corpus = load_corpus(data_spec, split=split, text_field=config.text_field)
     out_file = result_path(out_dir, model_name, corpus.name)
+    # What decides the numbers; an existing result is reused only if it was made from the same.
+    requested = {"model": str(model_path), "corpus_fingerprint": corpus.fingerprint,
+                 "context_length": config.context_length, "max_tokens": config.max_tokens,
+                 "dtype": config.dtype,
+                 "ranked_logits_dtype": "float32" if config.upcast_logits else config.dtype,
+                 "rank_vocab": config.rank_vocab, "profile_ranks": list(config.profile_ranks),
+                 "profile_top_k": config.profile_top_k}
     if out_file.exists() and not force:
+        existing = json.loads(out_file.read_text())
+        old = existing.get("settings", {})
+        changed = [k for k in requested if old.get(k) != requested[k]]
+        if changed:
+            detail = ", ".join(f"{k}: {old.get(k)!r} there, {requested[k]!r} now" for k in changed)
+            raise ValueError(f"{out_file} holds the result of another model, corpus or settings "
+                             f"({detail}); use --force to overwrite it or choose another --out")
         print(f"[rce-jax eval] {out_file} exists; skipping (use --force to recompute)")
-        return json.loads(out_file.read_text())
+        return existing
     mesh = make_mesh(model=config.model_parallel) if jax.device_count() > 1 else None
     model, mconfig, tokenizer = from_pretrained(model_path, dtype=jnp.dtype(config.dtype), mesh=mesh)
     if tokenizer is None:
@@ -165,13 +179,9 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     options = ScoreOptions(vocab_limit=vocab_limit, impl=config.impl, fused=config.fused,
                            logits_dtype="float32" if config.upcast_logits else None,
                            profile_ranks=tuple(config.profile_ranks), profile_top_k=config.profile_top_k)
-    settings = {"model": str(model_path), "dataset": corpus.name, "corpus_fingerprint": corpus.fingerprint,
-                "context_length": config.context_length, "batch_size": config.batch_size,
-                "max_tokens": config.max_tokens, "dtype": config.dtype, "packing": config.packing,
-                "tie_rule": "strictly-greater (ties favour the target)",
-                "ranked_logits_dtype": "float32" if config.upcast_logits else config.dtype,
-                "rank_vocab": config.rank_vocab, "vocab_limit": limit,
-                "profile_ranks": list(config.profile_ranks), "profile_top_k": config.profile_top_k}
+    settings = {**requested, "dataset": corpus.name, "batch_size": config.batch_size,
+                "packing": config.packing, "tie_rule": "strictly-greater (ties favour the target)",
+                "vocab_limit": limit}
     fresh_profile = ProfileStats(config.profile_ranks, config.profile_top_k) if config.profile_ranks else None
     state = EvalState.open(out_file.parent / ".partial" / out_file.stem, settings,
                            RankStats.zeros(limit, {"tie_rule": settings["tie_rule"],
