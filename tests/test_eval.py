@@ -118,6 +118,28 @@ def test_existing_result_of_other_inputs_is_refused_not_returned(setup, tmp_path
     assert "exists; skipping" in capsys.readouterr().out
 
 
+def test_partial_run_is_not_resumed_under_another_implementation(setup, tmp_path, monkeypatch,
+                                                                 capsys):
+    """The token-statistics implementation (and fused vs materialised logits) can move a
+    near-tie's rank, so a partial run is resumed only with the same ones; the result's settings
+    then describe every batch."""
+    root, *_ = setup
+    out = tmp_path / "out"
+    args = ["--batch-size", "1", "--packing", "none", "--checkpoint-every", "1"]
+
+    def fail(self):
+        raise ValueError("stopped after the last snapshot")
+
+    with monkeypatch.context() as m:  # leaves a partial state behind, as a crash would
+        m.setattr("rce_jax.stats.RankStats.decompose", fail)
+        assert run_eval(root, out, *args) == 2
+    assert (out / ".partial").exists()
+    capsys.readouterr()
+    assert run_eval(root, out, *args, "--no-fused") == 0
+    printed = capsys.readouterr().out
+    assert "resuming" not in printed and "other settings (fused)" in printed
+
+
 def _cli(*args, env=None):
     return [sys.executable, "-m", "rce_jax.cli", *args]
 

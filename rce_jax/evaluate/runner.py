@@ -181,7 +181,8 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
                            profile_ranks=tuple(config.profile_ranks), profile_top_k=config.profile_top_k)
     settings = {**requested, "dataset": corpus.name, "batch_size": config.batch_size,
                 "packing": config.packing, "tie_rule": "strictly-greater (ties favour the target)",
-                "vocab_limit": limit}
+                "vocab_limit": limit, "impl": config.impl,
+                "fused": config.fused and not config.profile_ranks}
     fresh_profile = ProfileStats(config.profile_ranks, config.profile_top_k) if config.profile_ranks else None
     state = EvalState.open(out_file.parent / ".partial" / out_file.stem, settings,
                            RankStats.zeros(limit, {"tie_rule": settings["tie_rule"],
@@ -222,8 +223,7 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
                        "p": (np.asarray(rs["count"]) / dec.n_tokens).tolist(),
                        "log_Q": (np.asarray(rs["sum_logp"]) / np.asarray(rs["count"])).tolist()},
         "profile": state.profile.to_dict() if state.profile is not None else None,
-        "settings": {**settings, "impl": config.impl, "fused": config.fused and not config.profile_ranks,
-                     "model_vocab_size": mconfig.vocab_size, "tokenizer_size": n_tok,
+        "settings": {**settings, "model_vocab_size": mconfig.vocab_size, "tokenizer_size": n_tok,
                      "padded_vocab_rows_ranked": vocab_limit is None and n_tok < mconfig.vocab_size},
         "versions": _versions(),
         "timings": {"load_s": load_s, "tokenize_s": tokenize_s, "eval_s": eval_s,
