@@ -125,8 +125,9 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
              progress: bool = True) -> dict:
     """Evaluate one model directory on one corpus; write and return the result.
 
-    An existing result is returned as is unless ``force``; a partial run of the same settings
-    is resumed. The result file appears only when the run is complete.
+    An existing result of the same model, corpus and settings is returned as is unless
+    ``force`` (one made from other inputs under the same file name is a ValueError); a partial
+    run of the same settings is resumed. The result file appears only when the run is complete.
     """
     from ..models import from_pretrained, param_counts
     from ..sharding import make_mesh
