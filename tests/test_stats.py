@@ -185,6 +185,17 @@ def test_a_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["s.npz"]
 
 
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    """Files written through a temporary name get the permissions a plain open() would give
+    (0666 less the umask), not the temporary file's private 0600."""
+    old = os.umask(0o022)
+    try:
+        RankStats(3, [1, 0, 2], [-0.5, 0.0, -4.0]).save(tmp_path / "s.npz")
+    finally:
+        os.umask(old)
+    assert oct(os.stat(tmp_path / "s.npz").st_mode & 0o777) == oct(0o644)
+
+
 def test_sparse_view_and_json():
     stats = RankStats(6, [3, 0, 0, 1, 0, 0], [-0.3, 0, 0, -2.5, 0, 0], meta={"a": 1})
     assert stats.sparse() == {"ranks": [0, 3], "count": [3, 1], "sum_logp": [-0.3, -2.5]}
