@@ -86,6 +86,41 @@ def test_unfused_packed_and_profile_paths_agree(setup):
             assert all(a >= b for a, b in zip(row, row[1:])) and 0 < sum(row) <= 1 + 1e-6
 
 
+def test_profile_sums_equal_numpy():
+    """Score-profile sums: per chosen rank, the float64 NumPy sum over the scored tokens at that
+    rank of their top-k probabilities sorted descending, and the token count (fresh logits,
+    rounded so that ranks repeat and ties occur)."""
+    import jax.numpy as jnp
+    from np_reference import fresh_rng, np_token_stats
+
+    from rce_jax.evaluate import ProfileStats, profile_sums
+
+    rng = fresh_rng()
+    z = np.round(rng.standard_normal((300, 40)) * 2, 1).astype(np.float32)
+    targets = rng.integers(0, 40, 300)
+    mask = rng.random(300) < 0.8
+    _, rank, _ = np_token_stats(z, targets)
+    ranks, top_k = (0, 3, 39), 5
+    sums, count = profile_sums(jnp.asarray(z), jnp.asarray(rank), jnp.asarray(mask), ranks=ranks,
+                               top_k=top_k)
+    zz = z.astype(np.float64)
+    probs = np.exp(zz - zz.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    top = -np.sort(-probs, axis=1)[:, :top_k]
+    for i, k in enumerate(ranks):
+        sel = mask & (rank == k)
+        assert int(count[i]) == int(sel.sum())
+        np.testing.assert_allclose(np.asarray(sums[i], np.float64), top[sel].sum(0), rtol=1e-5,
+                                   atol=1e-6)
+    prof = ProfileStats(ranks, top_k)
+    prof.add(sums, count)
+    prof.add(sums, count)
+    d = prof.to_dict()
+    assert d["count"] == [2 * int(c) for c in count]
+    mean0 = top[mask & (rank == 0)].mean(0)
+    np.testing.assert_allclose(d["mean_sorted_probs"][0], mean0, rtol=1e-5, atol=1e-6)
+
+
 def test_existing_result_is_skipped_and_force_recomputes(setup, capsys):
     root, *_ = setup
     out = root / "skip"
