@@ -237,6 +237,29 @@ def test_eight_simulated_devices_give_identical_counts(setup, tmp_path):
     np.testing.assert_allclose(eight["rank_stats"]["sum_logp"], one["rank_stats"]["sum_logp"], rtol=1e-6)
 
 
+def test_batches_are_placed_right_on_two_processes():
+    """Two processes (two CPU devices each) joined by jax.distributed: the eval's put_batch of
+    the global batch gives every device the same global array, both when the 'data' axis spans
+    the processes (mesh 4x1) and when the 'model' axis does (mesh 1x4, a model too large for
+    one host), where each process holds every row."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    here = Path(__file__).parent
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([str(here.parent), str(here.parent / "kernels")])}
+    procs = [subprocess.Popen([sys.executable, str(here / "multihost_worker.py"), port, str(p)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for p in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+        for model in (1, 4):
+            assert f"RESULT model={model} (4, 3) 66" in out, out + err[-3000:]
+
+
 def test_bad_input_gives_clear_errors_and_no_result(setup, tmp_path, capsys):
     root, *_ = setup
     bad_utf8 = tmp_path / "latin1.txt"

@@ -20,7 +20,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data import load_corpus, plan_batches, process_local_batch, tokenize_corpus
+from ..data import load_corpus, plan_batches, tokenize_corpus
 from ..io import write_json
 from ..plots import slug
 from ..stats import RankStats
@@ -71,7 +71,7 @@ def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: Ran
     One step stays in flight while the host builds the next batch and folds the previous sums.
     ``on_batch(next_batch)`` is called after each batch's sums are folded in.
     """
-    process, processes = jax.process_index(), jax.process_count()
+    process = jax.process_index()
     bar = tqdm(total=plan.num_scored_tokens, initial=stats.n_tokens, unit="tok", unit_scale=True,
                desc=desc, disable=not progress or process != 0, dynamic_ncols=True)
     pending = None
@@ -87,8 +87,7 @@ def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: Ran
             on_batch(index + 1)
 
     for batch in plan.iter_batches(start_batch):
-        local = process_local_batch(batch, process, processes) if processes > 1 else batch
-        arrays = put_batch(local.model_inputs(), mesh)
+        arrays = put_batch(batch.model_inputs(), mesh)
         out = score_batch(graphdef, state, arrays, options=options, mesh=mesh)
         if pending is not None:
             fold(pending)
