@@ -61,8 +61,9 @@ class Decomposition:
 
     @property
     def ee_share(self) -> float:
-        """EE / CE: the share of the cross-entropy that error-entropy accounts for."""
-        return self.ee / self.ce
+        """EE / CE: the share of the cross-entropy that error-entropy accounts for (NaN when
+        CE is 0, i.e. every target had probability 1)."""
+        return self.ee / self.ce if self.ce != 0 else float("nan")
 
     @property
     def top1(self) -> float:

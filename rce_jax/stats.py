@@ -33,8 +33,9 @@ class StatsFileError(ValueError):
 def _check_flags(n_invalid: int, n_neginf: int, where: str) -> None:
     if n_invalid:
         raise ValueError(
-            f"{where}: {n_invalid} scored token(s) have NaN or +inf logits or a target outside "
-            "the vocabulary; the decomposition is undefined for them"
+            f"{where}: {n_invalid} scored token(s) have NaN or +inf logits, a target outside "
+            "the vocabulary or a rank that does not fit these statistics' vocab_size; the "
+            "decomposition is undefined for them"
         )
     if n_neginf:
         raise ValueError(

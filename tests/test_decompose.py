@@ -207,3 +207,15 @@ def test_minus_inf_target_logit_is_refused():
 def test_all_masked_is_refused():
     with pytest.raises(ValueError, match="all tokens are masked"):
         rce_jax.decompose(np.zeros((3, 5), np.float32), np.zeros(3, np.int32), np.zeros(3, bool))
+
+
+def test_certain_predictions_decompose_without_crashing():
+    """Logits so peaked that every target's float32 probability is exactly 1 give CE = EE = SA =
+    Conf = 0; the EE share (0/0) is NaN, and printing and serialising the result still work."""
+    logits = np.full((4, 6), -100.0, np.float32)
+    targets = np.array([0, 3, 5, 1])
+    logits[np.arange(4), targets] = 100.0
+    dec = rce_jax.decompose(logits, targets)
+    assert dec.ce == 0.0 and dec.ee == 0.0 and dec.sa == 0.0 and dec.conf == 0.0
+    assert np.isnan(dec.ee_share)
+    assert np.isnan(dec.to_dict()["ee_share"]) and "EE/CE=nan" in repr(dec)

@@ -86,6 +86,41 @@ def test_unfused_packed_and_profile_paths_agree(setup):
             assert all(a >= b for a, b in zip(row, row[1:])) and 0 < sum(row) <= 1 + 1e-6
 
 
+def test_profile_sums_equal_numpy():
+    """Score-profile sums: per chosen rank, the float64 NumPy sum over the scored tokens at that
+    rank of their top-k probabilities sorted descending, and the token count (fresh logits,
+    rounded so that ranks repeat and ties occur)."""
+    import jax.numpy as jnp
+    from np_reference import fresh_rng, np_token_stats
+
+    from rce_jax.evaluate import ProfileStats, profile_sums
+
+    rng = fresh_rng()
+    z = np.round(rng.standard_normal((300, 40)) * 2, 1).astype(np.float32)
+    targets = rng.integers(0, 40, 300)
+    mask = rng.random(300) < 0.8
+    _, rank, _ = np_token_stats(z, targets)
+    ranks, top_k = (0, 3, 39), 5
+    sums, count = profile_sums(jnp.asarray(z), jnp.asarray(rank), jnp.asarray(mask), ranks=ranks,
+                               top_k=top_k)
+    zz = z.astype(np.float64)
+    probs = np.exp(zz - zz.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    top = -np.sort(-probs, axis=1)[:, :top_k]
+    for i, k in enumerate(ranks):
+        sel = mask & (rank == k)
+        assert int(count[i]) == int(sel.sum())
+        np.testing.assert_allclose(np.asarray(sums[i], np.float64), top[sel].sum(0), rtol=1e-5,
+                                   atol=1e-6)
+    prof = ProfileStats(ranks, top_k)
+    prof.add(sums, count)
+    prof.add(sums, count)
+    d = prof.to_dict()
+    assert d["count"] == [2 * int(c) for c in count]
+    mean0 = top[mask & (rank == 0)].mean(0)
+    np.testing.assert_allclose(d["mean_sorted_probs"][0], mean0, rtol=1e-5, atol=1e-6)
+
+
 def test_existing_result_is_skipped_and_force_recomputes(setup, capsys):
     root, *_ = setup
     out = root / "skip"
@@ -95,6 +130,49 @@ def test_existing_result_is_skipped_and_force_recomputes(setup, capsys):
     assert "exists; skipping" in capsys.readouterr().out
     assert run_eval(root, out, "--force") == 0
     assert load_result(out)["rank_stats"] == first["rank_stats"]
+
+
+def test_existing_result_of_other_inputs_is_refused_not_returned(setup, tmp_path, capsys):
+    """A result file named like the request but made from another corpus (same file name in
+    another folder) or another context length is an error, never returned as this run's result."""
+    root, *_ = setup
+    out = tmp_path / "out"
+    assert run_eval(root, out) == 0
+    first = (out / "tiny-llama__corpus.jsonl.json").read_text()
+    other = tmp_path / "elsewhere" / "corpus.jsonl"
+    other.parent.mkdir()
+    write_corpus(other, n_docs=3, seed=99, max_words=20)
+    assert run_eval(root, out, data=other) == 2
+    assert "corpus_fingerprint" in capsys.readouterr().err
+    assert main(["eval", "--model", str(root / "tiny-llama"), "--data", str(root / "corpus.jsonl"),
+                 "--context-length", str(2 * L), "--out", str(out), "--no-progress",
+                 "--cache-dir", str(root / "cache")]) == 2
+    assert "context_length: 16 there, 32 now" in capsys.readouterr().err
+    assert (out / "tiny-llama__corpus.jsonl.json").read_text() == first
+    assert run_eval(root, out) == 0  # the same request still reuses it
+    assert "exists; skipping" in capsys.readouterr().out
+
+
+def test_partial_run_is_not_resumed_under_another_implementation(setup, tmp_path, monkeypatch,
+                                                                 capsys):
+    """The token-statistics implementation (and fused vs materialised logits) can move a
+    near-tie's rank, so a partial run is resumed only with the same ones; the result's settings
+    then describe every batch."""
+    root, *_ = setup
+    out = tmp_path / "out"
+    args = ["--batch-size", "1", "--packing", "none", "--checkpoint-every", "1"]
+
+    def fail(self):
+        raise ValueError("stopped after the last snapshot")
+
+    with monkeypatch.context() as m:  # leaves a partial state behind, as a crash would
+        m.setattr("rce_jax.stats.RankStats.decompose", fail)
+        assert run_eval(root, out, *args) == 2
+    assert (out / ".partial").exists()
+    capsys.readouterr()
+    assert run_eval(root, out, *args, "--no-fused") == 0
+    printed = capsys.readouterr().out
+    assert "resuming" not in printed and "other settings (fused)" in printed
 
 
 def _cli(*args, env=None):
@@ -157,6 +235,29 @@ def test_eight_simulated_devices_give_identical_counts(setup, tmp_path):
     assert eight["versions"]["device_count"] == 8 and one["versions"]["device_count"] == 1
     assert eight["rank_stats"]["count"] == one["rank_stats"]["count"]
     np.testing.assert_allclose(eight["rank_stats"]["sum_logp"], one["rank_stats"]["sum_logp"], rtol=1e-6)
+
+
+def test_batches_are_placed_right_on_two_processes():
+    """Two processes (two CPU devices each) joined by jax.distributed: the eval's put_batch of
+    the global batch gives every device the same global array, both when the 'data' axis spans
+    the processes (mesh 4x1) and when the 'model' axis does (mesh 1x4, a model too large for
+    one host), where each process holds every row."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    here = Path(__file__).parent
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([str(here.parent), str(here.parent / "kernels")])}
+    procs = [subprocess.Popen([sys.executable, str(here / "multihost_worker.py"), port, str(p)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for p in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+        for model in (1, 4):
+            assert f"RESULT model={model} (4, 3) 66" in out, out + err[-3000:]
 
 
 def test_bad_input_gives_clear_errors_and_no_result(setup, tmp_path, capsys):

@@ -93,6 +93,21 @@ def test_invalid_batches_are_refused_and_leave_the_stats_unchanged():
     assert stats.n_tokens == 2
 
 
+def test_ranks_beyond_the_vocab_size_are_refused_not_dropped():
+    """A scored token whose rank does not fit the statistics' vocab_size (e.g. ranks taken over a
+    padded head, statistics sized to the tokenizer) is an error, never silently left out."""
+    logp = jnp.array([-0.1, -2.0, -3.0])
+    rank = jnp.array([0, 5, 4])
+    ties = jnp.zeros(3, jnp.int32)
+    sums = batch_rank_sums(logp, rank, ties, jnp.ones(3, bool), vocab_size=4)
+    assert int(sums.n_invalid) == 2
+    with pytest.raises(ValueError, match=r"2 scored token\(s\).*rank"):
+        RankStats.from_token_stats(logp, rank, ties, vocab_size=4)
+    # Masked, they are ignored like any other unscored token.
+    stats = RankStats.from_token_stats(logp, rank, ties, jnp.array([1, 0, 0], bool), vocab_size=4)
+    assert stats.n_tokens == 1
+
+
 def test_save_load_round_trip_is_exact(tmp_path):
     """The file keeps counts, float64 sums (bit for bit), tie count and settings."""
     rng = fresh_rng()
@@ -168,6 +183,17 @@ def test_a_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
         RankStats(3, [5, 5, 5], [-1.0, -1.0, -1.0]).save(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["s.npz"]
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    """Files written through a temporary name get the permissions a plain open() would give
+    (0666 less the umask), not the temporary file's private 0600."""
+    old = os.umask(0o022)
+    try:
+        RankStats(3, [1, 0, 2], [-0.5, 0.0, -4.0]).save(tmp_path / "s.npz")
+    finally:
+        os.umask(old)
+    assert oct(os.stat(tmp_path / "s.npz").st_mode & 0o777) == oct(0o644)
 
 
 def test_sparse_view_and_json():

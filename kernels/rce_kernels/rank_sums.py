@@ -21,7 +21,8 @@ class BatchRankSums(NamedTuple):
     count_V: jax.Array  # int32 [V]: scored tokens per rank
     sum_logp_V: jax.Array  # float32 [V]: sum of log s per rank
     n_tied: jax.Array  # int32 []: scored tokens whose target logit ties another entry
-    n_invalid: jax.Array  # int32 []: scored tokens flagged invalid (NaN/+inf logits, bad target)
+    n_invalid: jax.Array  # int32 []: scored tokens flagged invalid (NaN/+inf logits, bad target,
+    #                     rank >= vocab_size)
     n_neginf: jax.Array  # int32 []: scored tokens whose target logit is -inf (log s = -inf)
 
 
@@ -29,13 +30,13 @@ class BatchRankSums(NamedTuple):
 def batch_rank_sums(logp_T, rank_T, ties_T, mask_T, *, vocab_size: int) -> BatchRankSums:
     """Segment sums of one batch of token statistics by exact rank.
 
-    Tokens with ``mask_T`` false are ignored. Scored tokens that are invalid (``rank < 0``) or
-    have ``logp = -inf`` are left out of the sums and counted in ``n_invalid`` / ``n_neginf``
-    so that the host can refuse them with a clear error.
+    Tokens with ``mask_T`` false are ignored. Scored tokens that are invalid (``rank < 0``, or a
+    rank that does not fit ``vocab_size``) or have ``logp = -inf`` are left out of the sums and
+    counted in ``n_invalid`` / ``n_neginf`` so that the host can refuse them with a clear error.
     """
     mask_T = mask_T.astype(bool)
-    invalid = mask_T & (rank_T < 0)
-    neginf = mask_T & (rank_T >= 0) & (logp_T == -jnp.inf)
+    invalid = mask_T & ((rank_T < 0) | (rank_T >= vocab_size))
+    neginf = mask_T & ~invalid & (logp_T == -jnp.inf)
     good = mask_T & ~invalid & ~neginf
     segment = jnp.where(good, rank_T, vocab_size).astype(jnp.int32)  # V = the dropped bin
     count = jax.ops.segment_sum(good.astype(jnp.int32), segment, num_segments=vocab_size + 1)

@@ -20,7 +20,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data import load_corpus, plan_batches, process_local_batch, tokenize_corpus
+from ..data import load_corpus, plan_batches, tokenize_corpus
 from ..io import write_json
 from ..plots import slug
 from ..stats import RankStats
@@ -71,7 +71,7 @@ def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: Ran
     One step stays in flight while the host builds the next batch and folds the previous sums.
     ``on_batch(next_batch)`` is called after each batch's sums are folded in.
     """
-    process, processes = jax.process_index(), jax.process_count()
+    process = jax.process_index()
     bar = tqdm(total=plan.num_scored_tokens, initial=stats.n_tokens, unit="tok", unit_scale=True,
                desc=desc, disable=not progress or process != 0, dynamic_ncols=True)
     pending = None
@@ -87,8 +87,7 @@ def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: Ran
             on_batch(index + 1)
 
     for batch in plan.iter_batches(start_batch):
-        local = process_local_batch(batch, process, processes) if processes > 1 else batch
-        arrays = put_batch(local.model_inputs(), mesh)
+        arrays = put_batch(batch.model_inputs(), mesh)
         out = score_batch(graphdef, state, arrays, options=options, mesh=mesh)
         if pending is not None:
             fold(pending)
@@ -125,8 +124,9 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
              progress: bool = True) -> dict:
     """Evaluate one model directory on one corpus; write and return the result.
 
-    An existing result is returned as is unless ``force``; a partial run of the same settings
-    is resumed. The result file appears only when the run is complete.
+    An existing result of the same model, corpus and settings is returned as is unless
+    ``force`` (one made from other inputs under the same file name is a ValueError); a partial
+    run of the same settings is resumed. The result file appears only when the run is complete.
     """
     from ..models import from_pretrained, param_counts
     from ..sharding import make_mesh
@@ -135,9 +135,23 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     t0 = time.perf_counter()
     corpus = load_corpus(data_spec, split=split, text_field=config.text_field)
     out_file = result_path(out_dir, model_name, corpus.name)
+    # What decides the numbers; an existing result is reused only if it was made from the same.
+    requested = {"model": str(model_path), "corpus_fingerprint": corpus.fingerprint,
+                 "context_length": config.context_length, "max_tokens": config.max_tokens,
+                 "dtype": config.dtype,
+                 "ranked_logits_dtype": "float32" if config.upcast_logits else config.dtype,
+                 "rank_vocab": config.rank_vocab, "profile_ranks": list(config.profile_ranks),
+                 "profile_top_k": config.profile_top_k}
     if out_file.exists() and not force:
+        existing = json.loads(out_file.read_text())
+        old = existing.get("settings", {})
+        changed = [k for k in requested if old.get(k) != requested[k]]
+        if changed:
+            detail = ", ".join(f"{k}: {old.get(k)!r} there, {requested[k]!r} now" for k in changed)
+            raise ValueError(f"{out_file} holds the result of another model, corpus or settings "
+                             f"({detail}); use --force to overwrite it or choose another --out")
         print(f"[rce-jax eval] {out_file} exists; skipping (use --force to recompute)")
-        return json.loads(out_file.read_text())
+        return existing
     mesh = make_mesh(model=config.model_parallel) if jax.device_count() > 1 else None
     model, mconfig, tokenizer = from_pretrained(model_path, dtype=jnp.dtype(config.dtype), mesh=mesh)
     if tokenizer is None:
@@ -165,13 +179,10 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     options = ScoreOptions(vocab_limit=vocab_limit, impl=config.impl, fused=config.fused,
                            logits_dtype="float32" if config.upcast_logits else None,
                            profile_ranks=tuple(config.profile_ranks), profile_top_k=config.profile_top_k)
-    settings = {"model": str(model_path), "dataset": corpus.name, "corpus_fingerprint": corpus.fingerprint,
-                "context_length": config.context_length, "batch_size": config.batch_size,
-                "max_tokens": config.max_tokens, "dtype": config.dtype, "packing": config.packing,
-                "tie_rule": "strictly-greater (ties favour the target)",
-                "ranked_logits_dtype": "float32" if config.upcast_logits else config.dtype,
-                "rank_vocab": config.rank_vocab, "vocab_limit": limit,
-                "profile_ranks": list(config.profile_ranks), "profile_top_k": config.profile_top_k}
+    settings = {**requested, "dataset": corpus.name, "batch_size": config.batch_size,
+                "packing": config.packing, "tie_rule": "strictly-greater (ties favour the target)",
+                "vocab_limit": limit, "impl": config.impl,
+                "fused": config.fused and not config.profile_ranks}
     fresh_profile = ProfileStats(config.profile_ranks, config.profile_top_k) if config.profile_ranks else None
     state = EvalState.open(out_file.parent / ".partial" / out_file.stem, settings,
                            RankStats.zeros(limit, {"tie_rule": settings["tie_rule"],
@@ -212,8 +223,7 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
                        "p": (np.asarray(rs["count"]) / dec.n_tokens).tolist(),
                        "log_Q": (np.asarray(rs["sum_logp"]) / np.asarray(rs["count"])).tolist()},
         "profile": state.profile.to_dict() if state.profile is not None else None,
-        "settings": {**settings, "impl": config.impl, "fused": config.fused and not config.profile_ranks,
-                     "model_vocab_size": mconfig.vocab_size, "tokenizer_size": n_tok,
+        "settings": {**settings, "model_vocab_size": mconfig.vocab_size, "tokenizer_size": n_tok,
                      "padded_vocab_rows_ranked": vocab_limit is None and n_tok < mconfig.vocab_size},
         "versions": _versions(),
         "timings": {"load_s": load_s, "tokenize_s": tokenize_s, "eval_s": eval_s,

@@ -101,8 +101,11 @@ def batch_sharding(mesh: Mesh | None):
 
 
 def put_batch(arrays: dict, mesh: Mesh | None) -> dict:
-    """Device arrays of this process's rows of a global batch (multi-host aware)."""
+    """Device arrays of a global batch that every process holds whole (every process builds the
+    same plan). Each process places the rows its own devices hold, whatever the mesh layout:
+    when the 'model' axis spans processes, several processes hold the same rows."""
     if mesh is None:
         return {k: jnp.asarray(v) for k, v in arrays.items()}
     sharding = batch_sharding(mesh)
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in arrays.items()}
+    return {k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
+            for k, v in arrays.items()}
