@@ -8,7 +8,7 @@ import numpy as np
 import rce_kernels
 
 from .decomposition import Decomposition
-from .stats import RankStats
+from .stats import TIE_RULE, RankStats
 
 TokenStats = rce_kernels.TokenStats
 
@@ -100,10 +100,7 @@ def _check_fused_inputs(hidden, head, targets, bias):
 
 
 def _resolve_limit(V, vocab_limit):
-    limit = V if vocab_limit is None else vocab_limit
-    if not 1 <= limit <= V:
-        raise ValueError(f"vocab_limit={vocab_limit} must lie in [1, {V}]")
-    return limit
+    return rce_kernels.reference.resolve_vocab_limit(V, vocab_limit)
 
 
 def token_stats_fused(hidden, head, targets, *, bias=None, impl: str = "auto",
@@ -154,7 +151,7 @@ def decompose(logits, targets, mask=None, *, impl: str = "auto", vocab_limit: in
         raise ValueError("all tokens are masked: nothing to decompose")
     safe_targets = jnp.where(mask, targets, 0)
     logp, rank, ties = token_stats(logits, safe_targets, impl=impl, vocab_limit=vocab_limit)
-    settings = {"tie_rule": "strictly-greater", "vocab_limit": limit, "logits_dtype": str(logits.dtype)}
+    settings = {"tie_rule": TIE_RULE, "vocab_limit": limit, "ranked_logits_dtype": str(logits.dtype)}
     stats = RankStats.from_token_stats(
         logp, rank, ties, mask, vocab_size=limit, meta={**settings, **(meta or {})}
     )

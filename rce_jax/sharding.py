@@ -8,8 +8,8 @@ padded: padding would add vocabulary rows and change the ranking (DESIGN.md, 5).
 
 Multi-host: call `jax.distributed.initialize()` first on every process, build the
 mesh over all devices with `make_mesh`, load with `from_pretrained(..., mesh=mesh)`
-(each process reads only the slices its devices hold) and feed each process's own
-rows with `shard_batch` (jax.make_array_from_process_local_data).
+(each process reads only the slices its devices hold); every process builds the same global
+batch and `shard_batch` places the rows each process's devices hold.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P, SingleDeviceSharding
@@ -135,18 +136,23 @@ def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
     return NamedSharding(mesh, P(DATA, *(None,) * (ndim - 1)))
 
 
-def shard_batch(batch, mesh: Mesh):
-    """Global arrays from this process's rows (a pytree of host arrays [rows, ...]).
+def shard_batch(batch, mesh: Mesh | None):
+    """Device arrays of a global batch (a pytree of host arrays [rows, ...]).
 
-    Each process passes its own contiguous share of the global batch; on one host this
-    is the whole batch. The global batch size must be divisible by mesh.shape['data'].
+    Every process passes the same whole global batch (every process builds the same plan) and
+    places exactly the rows its own devices hold, whatever the mesh layout: when the 'model'
+    axis spans processes, several processes hold the same rows, so "each process feeds a
+    contiguous share" would be wrong. Without a mesh, plain arrays on the default device.
     """
+    if mesh is None:
+        return jax.tree.map(jnp.asarray, batch)
+
     def put(x):
         x = np.asarray(x)
-        global_shape = (x.shape[0] * jax.process_count(),) + x.shape[1:]
-        if global_shape[0] % mesh.shape[DATA]:
-            raise ValueError(f"global batch {global_shape[0]} is not divisible by the "
+        if x.shape[0] % mesh.shape[DATA]:
+            raise ValueError(f"global batch of {x.shape[0]} rows is not divisible by the "
                              f"'data' axis ({mesh.shape[DATA]})")
-        return jax.make_array_from_process_local_data(batch_sharding(mesh, x.ndim), x, global_shape)
+        return jax.make_array_from_callback(x.shape, batch_sharding(mesh, x.ndim),
+                                            lambda index: x[index])
 
     return jax.tree.map(put, batch)

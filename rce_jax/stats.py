@@ -23,6 +23,8 @@ from rce_kernels.rank_sums import BatchRankSums, batch_rank_sums  # noqa: F401 (
 from .io import atomic_path
 
 FILE_FORMAT = "rce-jax/RankStats"
+# How ranks treat ties, recorded with every statistics: a tie counts in the target's favour.
+TIE_RULE = "strictly-greater"
 FILE_VERSION = 1
 
 

@@ -2,7 +2,7 @@
 
 argv: coordinator port, process id. Each process has two simulated devices. For meshes
 ('data', 'model') 4x1 and 1x4 it puts a global batch, which every process holds whole (as
-every process builds the same plan), on the mesh with the eval pipeline's ``put_batch`` and
+every process builds the same plan), on the mesh with the ``rce_jax.sharding.shard_batch`` and
 prints the global shape and a jitted sum that every device sees.
 """
 
@@ -22,13 +22,13 @@ import numpy as np  # noqa: E402
 from jax.sharding import NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
-from rce_jax.evaluate.step import put_batch  # noqa: E402
+from rce_jax.sharding import shard_batch  # noqa: E402
 from rce_jax.sharding import make_mesh  # noqa: E402
 
 batch = np.arange(12, dtype=np.int32).reshape(4, 3)
 for model in (1, 4):
     mesh = make_mesh(model=model)
-    x = put_batch({"input_ids": batch}, mesh)["input_ids"]
+    x = shard_batch({"input_ids": batch}, mesh)["input_ids"]
     total = jax.jit(lambda a: a.sum(), out_shardings=NamedSharding(mesh, P()))(x)
     print(f"RESULT model={model} {tuple(x.shape)} {int(np.asarray(total.addressable_data(0)))}",
           flush=True)

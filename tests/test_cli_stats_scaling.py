@@ -38,6 +38,11 @@ def test_stats_show_and_merge(tmp_path, capsys):
 def test_stats_errors_are_reported_without_traceback(tmp_path, capsys):
     assert main(["stats", "show", str(tmp_path / "missing.npz")]) == 2
     assert "no such RankStats file" in capsys.readouterr().err
+    RankStats(5, [1, 0, 0, 0, 0], [-1.0, 0, 0, 0, 0]).save(tmp_path / "one.npz")
+    assert main(["stats", "merge", str(tmp_path / "one.npz"), str(tmp_path / "." / "one.npz"),
+                 "-o", str(tmp_path / "two.npz")]) == 2
+    assert "given more than once" in capsys.readouterr().err
+    assert not (tmp_path / "two.npz").exists()
     RankStats.zeros(5).save(tmp_path / "empty.npz")
     assert main(["stats", "show", str(tmp_path / "empty.npz")]) == 2
     assert "empty RankStats" in capsys.readouterr().err

@@ -10,7 +10,6 @@ from rce_jax.data import (
     TokenizedCorpus,
     pack_windows,
     plan_batches,
-    process_local_batch,
 )
 
 
@@ -149,35 +148,6 @@ def test_plans_are_deterministic():
     for x, y in zip(p1.iter_batches(), p2.iter_batches(), strict=True):
         for name in MODEL_INPUTS:
             np.testing.assert_array_equal(getattr(x, name), getattr(y, name))
-
-
-def test_process_local_batch_slices_rows():
-    """Process p of P gets rows [p B/P, (p+1) B/P); the slices concatenate back to the global batch."""
-    tc = TokenizedCorpus.from_token_lists([[1, 2, 3]] * 7, prefix_token=0)
-    batch = plan_batches(tc, seq_len=4, batch_size=8, packing="none").batch(0)
-    parts = [process_local_batch(batch, p, 4) for p in range(4)]
-    for name in MODEL_INPUTS + ("doc_ids", "target_index"):
-        np.testing.assert_array_equal(np.concatenate([getattr(x, name) for x in parts]), getattr(batch, name))
-    assert parts[1].input_ids.shape == (2, 4) and parts[1].index == 0
-    np.testing.assert_array_equal(parts[1].doc_ids[:, 0], [2, 3])
-    with pytest.raises(ValueError, match="does not split evenly"):
-        process_local_batch(batch, 0, 3)
-    with pytest.raises(ValueError, match="process_index"):
-        process_local_batch(batch, 4, 4)
-
-
-def test_local_batch_feeds_make_array_from_process_local_data():
-    """The process-local rows build the global jax.Array sharded over 'data' (one process here)."""
-    import jax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-    tc = TokenizedCorpus.from_token_lists([[1, 2, 3]] * 5, prefix_token=0)
-    batch = plan_batches(tc, seq_len=4, batch_size=4).batch(0)
-    local = process_local_batch(batch, jax.process_index(), jax.process_count())
-    mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
-    arr = jax.make_array_from_process_local_data(NamedSharding(mesh, PartitionSpec("data")), local.input_ids)
-    assert arr.shape == batch.input_ids.shape
-    np.testing.assert_array_equal(np.asarray(arr), batch.input_ids)
 
 
 def test_bad_plan_arguments():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from data_helpers import harness_scored_tokens, make_tokenizer
 
-from rce_jax.data import load_corpus, plan_batches, process_local_batch, tokenize_corpus
+from rce_jax.data import load_corpus, plan_batches, tokenize_corpus
 
 
 def fake_logprob(context, target):
@@ -35,7 +35,7 @@ def score_batch(batch):
 @pytest.mark.parametrize("packing", ["none", "first_fit"])
 @pytest.mark.parametrize("seq_len", [5, 16])
 def test_runner_flow_matches_harness_rolling_loglikelihood(tmp_path, packing, seq_len):
-    """Summing the scored positions of all batches (two hosts, resumed midway) gives the harness's
+    """Summing the scored positions of all batches (resumed midway) gives the harness's
     corpus log-likelihood, and the plan's word/byte metrics are the harness's aggregation."""
     texts = ["the quick brown fox", "", "  jumps over\nthe lazy dog  ", "café ☕ " * 9, "x", "def f(x): return x"]
     path = tmp_path / "docs.jsonl"
@@ -51,9 +51,9 @@ def test_runner_flow_matches_harness_rolling_loglikelihood(tmp_path, packing, se
     for batch in plan.iter_batches():  # a run interrupted before batch resume_at ...
         if batch.index == resume_at:
             break
-        total += sum(score_batch(process_local_batch(batch, p, 2)) for p in range(2))  # two hosts
+        total += score_batch(batch)
     for batch in plan.iter_batches(start_batch=resume_at):  # ... and resumed from it
-        total += sum(score_batch(process_local_batch(batch, p, 2)) for p in range(2))
+        total += score_batch(batch)
 
     want = 0.0
     for text in texts:

@@ -3,7 +3,7 @@
 ``impl`` names:
 
 * ``"auto"``: the Pallas kernel of the default backend where there is one and it takes the
-  input (TPU; CUDA GPUs of compute capability 9.0 or later), else ``"xla"``;
+  input (TPU; CUDA GPUs of compute capability 9.x (Hopper)), else ``"xla"``;
 * ``"xla"``: the streaming pure-JAX implementation (any backend);
 * ``"naive"``: the obvious jnp version (materialised logits only; benchmarks and reference);
 * ``"pallas"``: the Pallas kernel of the default backend (Mosaic GPU or Mosaic TPU); raises
@@ -43,10 +43,12 @@ def available_impls() -> tuple[str, ...]:
     return IMPLS
 
 
-def _hopper_or_later() -> bool:
+def _hopper() -> bool:
+    """Compute capability 9.x: the GPU kernels use Hopper's TMA and WGMMA (sm_90a); WGMMA does
+    not exist on later architectures, so those take the XLA path."""
     device = jax.devices()[0]
     try:
-        return float(getattr(device, "compute_capability", "0")) >= 9.0
+        return 9.0 <= float(getattr(device, "compute_capability", "0")) < 10.0
     except ValueError:
         return False
 
@@ -60,17 +62,17 @@ def resolve_impl(impl: str) -> str:
     if impl == "auto":
         if backend == "tpu":
             return "pallas_tpu"
-        if backend == "gpu" and _hopper_or_later():
+        if backend == "gpu" and _hopper():
             return "pallas_gpu"
         return "xla"
     if impl == "pallas":
         if backend == "tpu":
             return "pallas_tpu"
         if backend == "gpu":
-            if not _hopper_or_later():
+            if not _hopper():
                 raise UnsupportedShapeError(
                     "the Pallas GPU kernels use Mosaic GPU (TMA, WGMMA) and need a CUDA GPU of "
-                    "compute capability 9.0 or later; use impl='xla'"
+                    "compute capability 9.x (Hopper); use impl='xla'"
                 )
             return "pallas_gpu"
         raise UnsupportedShapeError(

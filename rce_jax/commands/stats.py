@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from ..io import write_json
 from ..stats import RankStats
@@ -22,6 +23,11 @@ def register(sub, name):
 
 
 def load_merged(files) -> RankStats:
+    """The merge of the files; a file named twice would count its tokens twice, so it is refused."""
+    resolved = [os.path.realpath(f) for f in files]
+    twice = sorted({f for f in files if resolved.count(os.path.realpath(f)) > 1})
+    if twice:
+        raise ValueError(f"the same statistics file is given more than once: {', '.join(twice)}")
     total = RankStats.load(files[0])
     for f in files[1:]:
         total = total.merge(RankStats.load(f))

@@ -20,7 +20,6 @@ from rce_jax.data.packing import (
     BatchPlan,
     pack_windows,
     plan_batches,
-    process_local_batch,
 )
 from rce_jax.data.tokenize import (
     TokenizedCorpus,
@@ -54,7 +53,6 @@ __all__ = [
     "parse_spec",
     "plan_batches",
     "prefix_token_id",
-    "process_local_batch",
     "rolling_windows",
     "tokenize_corpus",
     "tokenizer_fingerprint",

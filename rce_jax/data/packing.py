@@ -17,7 +17,8 @@ Batch ``k`` holds rows ``[k B, (k + 1) B)``; the last batch is filled up with
 empty (all-padding) rows. :meth:`BatchPlan.iter_batches` with ``start_batch``
 starts at batch ``start_batch`` without building the ones before it, so an
 evaluation resumes from a saved batch index. Multi-host: every process builds
-the same global batch and keeps its own rows (:func:`process_local_batch`).
+the same global batch and ``rce_jax.sharding.shard_batch`` places the rows each
+process's devices hold.
 """
 
 from __future__ import annotations
@@ -97,19 +98,6 @@ class Batch:
 
     def model_inputs(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in MODEL_INPUTS}
-
-
-def process_local_batch(batch: Batch, process_index: int, process_count: int) -> Batch:
-    """Rows ``[p B/P, (p + 1) B/P)`` of a global batch, for ``jax.make_array_from_process_local_data``."""
-    rows = batch.input_ids.shape[0]
-    if process_count < 1 or not 0 <= process_index < process_count:
-        raise ValueError(f"need 0 <= process_index < process_count, got {process_index}, {process_count}")
-    if rows % process_count:
-        raise ValueError(f"global batch of {rows} rows does not split evenly over {process_count} processes")
-    per = rows // process_count
-    sl = slice(process_index * per, (process_index + 1) * per)
-    arrays = {f.name: getattr(batch, f.name)[sl] for f in dataclasses.fields(batch) if f.name != "index"}
-    return Batch(index=batch.index, **arrays)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

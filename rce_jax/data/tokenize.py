@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import re
-import uuid
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from rce_jax.data.corpora import Corpus
+from rce_jax.io import atomic_path
 from rce_jax.data.metrics import count_bytes, count_words
 
 CACHE_FORMAT = "rce-jax-tokens-v1"
@@ -209,18 +209,11 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
 
 
 def _save(path: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     meta = json.dumps({"format": CACHE_FORMAT, "key": key, "sha256": _digest(arrays)})
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, meta=np.array(meta), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, meta=np.array(meta), **arrays)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _load(path: Path, key: str) -> tuple[dict[str, np.ndarray] | None, str | None]:

@@ -2,7 +2,7 @@
 
 from .profile import ProfileStats, profile_sums
 from .runner import EvalConfig, evaluate, result_path, score_plan
-from .step import ScoreOptions, put_batch, score_batch
+from .step import ScoreOptions, score_batch
 
-__all__ = ["EvalConfig", "ProfileStats", "ScoreOptions", "evaluate", "profile_sums", "put_batch",
+__all__ = ["EvalConfig", "ProfileStats", "ScoreOptions", "evaluate", "profile_sums",
            "result_path", "score_batch", "score_plan"]

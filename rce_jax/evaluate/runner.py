@@ -8,6 +8,7 @@ compiled scoring step -> per-batch rank sums -> host RankStats (resumable) -> re
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import platform
 import time
@@ -16,17 +17,20 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import rce_kernels
 from flax import nnx
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data import load_corpus, plan_batches, tokenize_corpus
 from ..io import write_json
 from ..plots import slug
-from ..stats import RankStats
+from ..stats import TIE_RULE, RankStats
 from .profile import ProfileStats
 from .resume import EvalState
-from .step import ScoreOptions, put_batch, score_batch
+from ..sharding import shard_batch
+from .step import ScoreOptions, score_batch
 
 RESULT_SCHEMA = "rce-jax/eval-result"
 RESULT_VERSION = 1
@@ -57,6 +61,8 @@ class EvalConfig:
             raise ValueError(f"context length must be positive, got {self.context_length}")
         if self.batch_size < 1 or self.checkpoint_every < 1:
             raise ValueError("batch size and checkpoint interval must be positive")
+        if self.model_parallel < 1 or self.profile_top_k < 1:
+            raise ValueError("model_parallel and profile_top_k must be positive")
         if self.rank_vocab not in ("model", "tokenizer"):
             raise ValueError(f"rank_vocab must be 'model' or 'tokenizer', got {self.rank_vocab!r}")
         if self.dtype not in ("float32", "bfloat16"):
@@ -87,7 +93,7 @@ def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: Ran
             on_batch(index + 1)
 
     for batch in plan.iter_batches(start_batch):
-        arrays = put_batch(batch.model_inputs(), mesh)
+        arrays = shard_batch(batch.model_inputs(), mesh)
         out = score_batch(graphdef, state, arrays, options=options, mesh=mesh)
         if pending is not None:
             fold(pending)
@@ -164,6 +170,9 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
         raise ValueError(f"the tokenizer has {n_tok} tokens but the model's vocabulary has "
                          f"{mconfig.vocab_size} rows: tokenizer and model do not fit together")
     vocab_limit = n_tok if config.rank_vocab == "tokenizer" and n_tok < mconfig.vocab_size else None
+    if config.profile_ranks and config.profile_top_k > (vocab_limit or mconfig.vocab_size):
+        raise ValueError(f"--profile-top-k {config.profile_top_k} exceeds the ranked vocabulary "
+                         f"({vocab_limit or mconfig.vocab_size})")
     load_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -180,14 +189,23 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
                            logits_dtype="float32" if config.upcast_logits else None,
                            profile_ranks=tuple(config.profile_ranks), profile_top_k=config.profile_top_k)
     settings = {**requested, "dataset": corpus.name, "batch_size": config.batch_size,
-                "packing": config.packing, "tie_rule": "strictly-greater (ties favour the target)",
-                "vocab_limit": limit, "impl": config.impl,
-                "fused": config.fused and not config.profile_ranks}
+                "packing": config.packing, "tie_rule": TIE_RULE, "vocab_limit": limit,
+                "impl": config.impl, "impl_resolved": rce_kernels.resolve_impl(config.impl),
+                "fused": config.fused and not config.profile_ranks,
+                # TPUs (and TF32 GPUs) multiply float32 in lower precision unless told otherwise.
+                "matmul_precision": str(jax.config.jax_default_matmul_precision or "default")}
     fresh_profile = ProfileStats(config.profile_ranks, config.profile_top_k) if config.profile_ranks else None
-    state = EvalState.open(out_file.parent / ".partial" / out_file.stem, settings,
+    # The partial folder is keyed by the full model path and corpus name, so two runs whose
+    # result names coincide (same base names) never share a snapshot.
+    key = hashlib.sha256(f"{model_path}\n{corpus.name}".encode()).hexdigest()[:10]
+    state = EvalState.open(out_file.parent / ".partial" / f"{out_file.stem}-{key}", settings,
                            RankStats.zeros(limit, {"tie_rule": settings["tie_rule"],
                                                    "ranked_logits_dtype": settings["ranked_logits_dtype"],
                                                    "vocab_limit": limit}), fresh_profile)
+    if jax.process_count() > 1:  # every host must continue from the same batch
+        multihost_utils.assert_equal(np.int64(state.next_batch),
+                                     "hosts read different partial states: the output folder "
+                                     "must be on storage that every host sees")
     if state.next_batch:
         print(f"[rce-jax eval] resuming {model_name} on {corpus.name} at batch "
               f"{state.next_batch}/{plan.num_batches} ({state.stats.n_tokens} tokens done)")

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import rce_kernels
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from rce_kernels.rank_sums import batch_rank_sums
 
@@ -93,19 +93,3 @@ def score_batch(graphdef, state, batch: dict, *, options: ScoreOptions, mesh: Me
                             in_specs=(P(DATA, None), P(), rows, rows), out_specs=P(),
                             check_vma=False)
     return sharded(*args)
-
-
-def batch_sharding(mesh: Mesh | None):
-    """Where batch arrays live: rows split over ``data`` (None without a mesh)."""
-    return None if mesh is None else NamedSharding(mesh, P(DATA, None))
-
-
-def put_batch(arrays: dict, mesh: Mesh | None) -> dict:
-    """Device arrays of a global batch that every process holds whole (every process builds the
-    same plan). Each process places the rows its own devices hold, whatever the mesh layout:
-    when the 'model' axis spans processes, several processes hold the same rows."""
-    if mesh is None:
-        return {k: jnp.asarray(v) for k, v in arrays.items()}
-    sharding = batch_sharding(mesh)
-    return {k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
-            for k, v in arrays.items()}
