@@ -52,7 +52,7 @@ if (_ROOT / "rce_jax" / "__init__.py").exists():  # run from a checkout: use the
 import numpy as np  # noqa: E402
 
 from rce_jax.io import write_json, write_text  # noqa: E402
-from rce_jax.scaling import N_KEYS, _groups, _model_row, fit_power_law, fit_with_irreducible  # noqa: E402
+from rce_jax.scaling import N_KEYS, fit_groups, fit_power_law, fit_with_irreducible, model_row  # noqa: E402
 
 METHODS = ("ce_power_law", "ce_irreducible", "ee_law", "ee_power_law")
 TARGET = {"ce_power_law": "ce", "ce_irreducible": "ce", "ee_law": "ce", "ee_power_law": "ee"}
@@ -102,9 +102,9 @@ def load_rows(paths, n_key: str = "non_embedding") -> list[dict]:
         if isinstance(obj, dict) and "models" in obj and "n_used" in obj:
             rows += _report_rows(obj, n_key, f)
         elif isinstance(obj, dict) and "ce" in obj:
-            rows.append(_model_row(obj, N_KEYS[n_key]))
+            rows.append(model_row(obj, N_KEYS[n_key]))
         elif isinstance(obj, list) and obj and all(isinstance(r, dict) and "ce" in r for r in obj):
-            rows += [_model_row(r, N_KEYS[n_key]) for r in obj]
+            rows += [model_row(r, N_KEYS[n_key]) for r in obj]
         else:
             raise ValueError(f"{f}: neither an eval result, a list of them, nor a scaling report")
     return check_rows(rows)
@@ -271,7 +271,7 @@ def extrapolate(rows, holdout: int = 2, *, n_key: str = "non_embedding") -> Extr
         raise ValueError(f"holdout must be a positive number of models, got {holdout!r}")
     rows = sorted(check_rows(rows), key=lambda m: (m["dataset"], m["family"], m["n"], m["model"]))
     groups, skipped = [], []
-    for dataset, family, models in _groups(rows):
+    for dataset, family, models in fit_groups(rows):
         if len(models) < holdout + 2:
             skipped.append({"dataset": dataset, "family": family, "n_models": len(models),
                             "reason": f"needs at least {holdout + 2} models ({holdout} held out, 2 to fit)"})

@@ -20,7 +20,7 @@ import yaml
 from rce_jax.data import parse_spec
 from rce_jax.models import FAMILIES, load_config
 from rce_jax.models.checkpoint import BIN_INDEX, BIN_SINGLE, SAFE_INDEX, SAFE_SINGLE
-from rce_jax.models.loading import _TOKENIZER_FILES
+from rce_jax.models.loading import TOKENIZER_FILES
 from rce_jax.scaling import N_KEYS
 
 DEFAULT_CONFIG = Path(__file__).with_name("paper_models.yaml")
@@ -127,7 +127,7 @@ def candidate_dirs(entry: ModelEntry, models_dir) -> list[Path]:
 
 def check_model_dir(entry: ModelEntry, path: Path, context_length: int) -> ModelStatus:
     lacks = [what for what, files in (("config.json", ("config.json",)), ("weights", WEIGHT_FILES),
-                                      ("tokenizer files", _TOKENIZER_FILES))
+                                      ("tokenizer files", TOKENIZER_FILES))
              if not any((path / f).exists() for f in files)]
     if lacks:
         return ModelStatus(entry, "incomplete", str(path), f"lacks {', '.join(lacks)}")

@@ -184,7 +184,8 @@ class ScalingReport:
         return paths
 
 
-def _model_row(rec: Mapping, n_field: str) -> dict:
+def model_row(rec: Mapping, n_field: str) -> dict:
+    """One result record reduced to what the fits use (N from ``n_field``, the metrics, EE/CE)."""
     missing = [k for k in ("model", "family", "dataset", n_field, "ce", "ee", "sa", "conf") if k not in rec]
     if missing:
         raise ValueError(f"result {rec.get('model', '?')!r} lacks fields {missing}")
@@ -193,7 +194,8 @@ def _model_row(rec: Mapping, n_field: str) -> dict:
             "sa": float(rec["sa"]), "conf": float(rec["conf"]), "ee_share": float(rec["ee"]) / float(rec["ce"])}
 
 
-def _groups(models: Sequence[dict]) -> Iterable[tuple[str, str, list[dict]]]:
+def fit_groups(models: Sequence[dict]) -> Iterable[tuple[str, str, list[dict]]]:
+    """(dataset, family, models) for each family of each dataset, then the dataset mixed."""
     for dataset in sorted({m["dataset"] for m in models}):
         in_ds = [m for m in models if m["dataset"] == dataset]
         families = sorted({m["family"] for m in in_ds})
@@ -215,12 +217,12 @@ def scaling_report(records: Iterable[Mapping], *, n_key: str = "non_embedding",
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {METRICS}")
-    models = sorted((_model_row(r, N_KEYS[n_key]) for r in records),
+    models = sorted((model_row(r, N_KEYS[n_key]) for r in records),
                     key=lambda m: (m["dataset"], m["family"], m["n"], m["model"]))
     if not models:
         raise ValueError("no results to fit")
     rows, irreducible = [], []
-    for dataset, family, group in _groups(models):
+    for dataset, family, group in fit_groups(models):
         n = np.array([m["n"] for m in group], np.float64)
         if np.unique(n).size < 2:
             continue

@@ -24,7 +24,7 @@ from rce_jax.models.families import FamilySpec, family_spec
 from rce_jax.models.mapping import WeightEntry, parse_pattern
 from rce_jax.sharding import param_sharding, path_str
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
                     "merges.txt", "spiece.model")
 _MAX_LISTED = 50
 
@@ -62,8 +62,8 @@ def load_config(directory: str) -> ModelConfig:
 
 def load_tokenizer(directory: str):
     """transformers.AutoTokenizer from the directory, or None (with a warning) if it has none."""
-    if not any(os.path.exists(os.path.join(directory, f)) for f in _TOKENIZER_FILES):
-        warnings.warn(f"{directory} has no tokenizer files ({', '.join(_TOKENIZER_FILES)}); "
+    if not any(os.path.exists(os.path.join(directory, f)) for f in TOKENIZER_FILES):
+        warnings.warn(f"{directory} has no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
                       "the returned tokenizer is None", stacklevel=3)
         return None
     from transformers import AutoTokenizer
