@@ -56,23 +56,11 @@ from rce_jax.io import write_json  # noqa: E402
 from rce_jax.scaling import N_KEYS  # noqa: E402
 
 __all__ = ["CorpusEntry", "CorpusStatus", "ModelEntry", "ModelStatus", "Plan", "Run", "Table",
-           "check_settings", "format_plan", "load_table", "locate_model", "main", "make_plan",
+           "format_plan", "load_table", "locate_model", "main", "make_plan",
            "report_record", "run_plan", "write_report"]
 
 
 # ---- running ----------------------------------------------------------------------------------
-SETTINGS_CHECKED = ("context_length", "max_tokens", "dtype", "ranked_logits_dtype")
-
-
-def check_settings(result: dict, config, path) -> None:
-    """An existing result must have been computed with the settings asked for now."""
-    want = {"context_length": config.context_length, "max_tokens": config.max_tokens,
-            "dtype": config.dtype, "ranked_logits_dtype": "float32" if config.upcast_logits else config.dtype}
-    got = result.get("settings", {})
-    diff = {k: (got.get(k), want[k]) for k in SETTINGS_CHECKED if got.get(k) != want[k]}
-    if diff:
-        raise ValueError(f"{path} was computed with other settings ({', '.join(f'{k}: {a!r}, now {b!r}' for k, (a, b) in diff.items())}); "
-                         "use another --out or --force")
 
 
 def report_record(run: Run, result: dict) -> dict:
@@ -92,7 +80,6 @@ def run_plan(plan: Plan, config, out, *, cache_dir=None, force=False, keep_going
             result = evaluate(run.model.path, run.corpus.spec, Path(out) / "results", cfg,
                               model_name=run.model.entry.repo, cache_dir=cache_dir, force=force,
                               progress=progress)
-            check_settings(result, cfg, run.result)
         except Exception as e:
             if not keep_going:
                 raise

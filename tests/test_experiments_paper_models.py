@@ -211,4 +211,4 @@ def test_end_to_end_tiny_models(tiny_setup, capsys):
     assert [p.stat().st_mtime_ns for p in results] == stamps
 
     assert pm.main(args + ["--context-length", "8"]) == 2
-    assert "computed with other settings (context_length: 16, now 8)" in capsys.readouterr().err
+    assert "(context_length: 16 there, 8 now)" in capsys.readouterr().err
