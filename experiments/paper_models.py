@@ -65,7 +65,7 @@ __all__ = ["CorpusEntry", "CorpusStatus", "ModelEntry", "ModelStatus", "Plan", "
 
 def report_record(run: Run, result: dict) -> dict:
     """A result relabelled for the report: the table's family and corpus key."""
-    return {**result, "family": run.model.entry.family, "architecture": result["family"],
+    return {**result, "family": run.model.entry.family, "architecture": result.get("architecture", result["family"]),
             "dataset": run.corpus.key, "dataset_spec": result["dataset"]}
 
 

@@ -56,7 +56,7 @@ def test_eval_equals_transformers_on_harness_windows(setup):
     n_bytes = sum(len(t.encode()) for t in texts)
     assert r["word_perplexity"] == pytest.approx(np.exp(-sum_ll / n_words), rel=1e-5)
     assert r["bits_per_byte"] == pytest.approx(-sum_ll / (n_bytes * np.log(2)), rel=1e-5)
-    assert r["family"] == "llama" and r["n_params"] > r["n_params_non_embedding"] > 0
+    assert r["family"] == r["architecture"] == "llama" and r["n_params"] > r["n_params_non_embedding"] > 0
     assert sum(r["rank_stats"]["count"]) == n
     assert r["settings"]["context_length"] == L and r["settings"]["tie_rule"].startswith("strictly")
 
@@ -128,8 +128,10 @@ def test_existing_result_is_skipped_and_force_recomputes(setup, capsys):
     first = load_result(out)
     assert run_eval(root, out) == 0
     assert "exists; skipping" in capsys.readouterr().out
-    assert run_eval(root, out, "--force") == 0
-    assert load_result(out)["rank_stats"] == first["rank_stats"]
+    assert run_eval(root, out, "--force", "--family", "tiny-ladder") == 0
+    again = load_result(out)
+    assert again["rank_stats"] == first["rank_stats"]
+    assert (again["family"], again["architecture"]) == ("tiny-ladder", "llama")
 
 
 def test_existing_result_of_other_inputs_is_refused_not_returned(setup, tmp_path, capsys):

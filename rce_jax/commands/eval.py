@@ -18,6 +18,8 @@ def register(sub, name):
     p.add_argument("--data", action="append", required=True, metavar="SPEC",
                    help="python-docs[@split], python-code[@split], tfds:NAME[@split], a .txt/.jsonl "
                         "file or a folder of them; repeat for several")
+    p.add_argument("--family", help="family label of these models in the scaling fits "
+                   "(default: the architecture, e.g. gpt2 for DistilGPT2)")
     p.add_argument("--split", help="split for corpora given without @split")
     p.add_argument("--text-field", default="text", help="JSONL/TFDS field holding the text")
     p.add_argument("--context-length", type=int, required=True, help="window length L (tokens)")
@@ -61,7 +63,8 @@ def run(args) -> int:
         text_field=args.text_field, model_parallel=args.model_parallel)
     for model in args.model:
         for data in args.data:
-            r = evaluate(model, data, args.out, config, split=args.split, cache_dir=args.cache_dir,
+            r = evaluate(model, data, args.out, config, split=args.split, family=args.family,
+                         cache_dir=args.cache_dir,
                          force=args.force, progress=not args.no_progress)
             print(f"{r['model']} on {r['dataset']}: {r['n_tokens']} tokens, CE {r['ce']:.4f} = "
                   f"EE {r['ee']:.4f} + SA {r['sa']:.4f} - Conf {r['conf']:.4f} "

@@ -126,11 +126,13 @@ def result_path(out_dir, model_name: str, dataset: str) -> Path:
 
 
 def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=None,
-             model_name: str | None = None, cache_dir=None, force: bool = False,
-             progress: bool = True) -> dict:
+             model_name: str | None = None, family: str | None = None, cache_dir=None,
+             force: bool = False, progress: bool = True) -> dict:
     """Evaluate one model directory on one corpus; write and return the result.
 
-    An existing result of the same model, corpus and settings is returned as is unless
+    ``family`` labels the model's family for the scaling fits (default: its architecture, which
+    the result keeps as ``architecture``; e.g. DistilGPT2 is a ``gpt2`` architecture but its own
+    family in the paper). An existing result of the same model, corpus and settings is returned as is unless
     ``force`` (one made from other inputs under the same file name is a ValueError); a partial
     run of the same settings is resumed. The result file appears only when the run is complete.
     """
@@ -231,7 +233,7 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     rs = state.stats.sparse()
     result = {
         "schema": RESULT_SCHEMA, "version": RESULT_VERSION,
-        "model": model_name, "model_path": str(model_path), "family": mconfig.family,
+        "model": model_name, "model_path": str(model_path), "family": family or mconfig.family, "architecture": mconfig.family,
         "n_params": counts["total"], "n_params_non_embedding": counts["non_embedding"],
         "dataset": corpus.name, "n_documents": int(plan.windows.num_docs), "n_tokens": dec.n_tokens,
         "ce": dec.ce, "ee": dec.ee, "sa": dec.sa, "conf": dec.conf, "log_C": dec.log_C,
