@@ -11,6 +11,8 @@ COMMANDS = {
     "eval": "eval",
     "scaling": "scaling",
     "stats": "stats",
+    "train": "train",
+    "demo": "demo",
 }
 
 
