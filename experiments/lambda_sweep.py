@@ -53,7 +53,7 @@ def main(argv=None):
     base = ladder.recipe.replace(model=ModelSection(preset=args.preset or ("quick-3" if args.tiny else "demo-5")))
     if args.steps:
         base = base.replace(steps=args.steps, optim=dataclasses.replace(
-            base.optim, warmup_steps=min(base.optim.warmup_steps, args.steps // 10)))
+            base.optim, warmup_steps=min(base.optim.warmup(base.steps), args.steps // 10)))
     out = Path(args.out)
     eval_config = EvalConfig(context_length=base.context_length, batch_size=ladder.eval_batch_size,
                              max_tokens=ladder.eval_max_tokens)

@@ -143,3 +143,22 @@ def test_stream_without_bos_and_with_empty_documents(tmp_path):
     assert s.doc_ids.tolist() == [0] * (len(bodies[0]) + 1) + [1] * (len(bodies[1]) + 1)
     with pytest.raises(ValueError, match="too few for even one row"):
         TrainStream.from_corpora([str(path)], tok, seq_len=64, seed=0, cache_dir=tmp_path)
+
+
+def test_proxy_loss_hf_config_and_bf16_compute(tmp_path):
+    """A GPT-NeoX architecture given as a config.json dict, trained with lam = 0.3 in bfloat16 compute
+    (float32 parameters): every logged loss is CE + 0.3 Conf, the loss falls, the export is a
+    float32 GPT-NeoX checkpoint."""
+    neox = {"model_type": "gpt_neox", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 64, "rotary_pct": 0.5, "vocab_size": 300, "max_position_embeddings": 32,
+            "use_parallel_residual": True, "tie_word_embeddings": False}
+    d = tiny_config_dict(tmp_path, steps=30, **{"eval.every": 0, "loss.lam": 0.3, "dtype": "bfloat16"})
+    d["model"] = {"hf_config": neox}
+    result = train(TrainConfig.from_dict(d), tmp_path / "run", progress=False, verbose=False)
+    rows = [r for r in result.rows if "loss" in r]
+    for r in rows:
+        assert r["loss"] == pytest.approx(r["ce"] + 0.3 * r["conf"], rel=1e-6, abs=1e-6)
+    assert np.mean([r["loss"] for r in rows[-5:]]) < rows[0]["loss"] - 0.5
+    hf = json.loads((result.model_dir / "config.json").read_text())
+    assert hf["model_type"] == "gpt_neox" and hf["torch_dtype"] == "float32"
+    assert result.model.dtype == jnp.bfloat16

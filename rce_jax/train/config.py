@@ -99,17 +99,21 @@ class OptimSection:
     min_lr_ratio`` at the last step; global-norm gradient clipping (``clip_norm = 0``: off);
     weight decay on the matrices only (not on norms and biases). Peak: ``lr``, or with
     ``lr_ref_width`` set, ``lr * lr_ref_width / hidden_size`` (one rule for a ladder of widths,
-    Adam's learning rate inversely proportional to the width, as in muP)."""
+    Adam's learning rate inversely proportional to the width, as in muP). ``warmup_steps``:
+    None means a tenth of the run's steps."""
 
     lr: float = 3e-3
     lr_ref_width: int | None = None
-    warmup_steps: int = 20
+    warmup_steps: int | None = None  # None: a tenth of the steps
     min_lr_ratio: float = 0.1
     b1: float = 0.9
     b2: float = 0.95
     eps: float = 1e-8
     weight_decay: float = 0.1
     clip_norm: float = 1.0
+
+    def warmup(self, steps: int) -> int:
+        return steps // 10 if self.warmup_steps is None else self.warmup_steps
 
     def peak_lr(self, hidden_size: int) -> float:
         return self.lr if self.lr_ref_width is None else self.lr * self.lr_ref_width / hidden_size
@@ -118,7 +122,8 @@ class OptimSection:
         _require(self.lr > 0, f"{key}.lr", f"must be positive, got {self.lr}")
         _require(self.lr_ref_width is None or self.lr_ref_width > 0, f"{key}.lr_ref_width",
                  f"must be positive or null, got {self.lr_ref_width}")
-        _require(self.warmup_steps >= 0, f"{key}.warmup_steps", f"must be >= 0, got {self.warmup_steps}")
+        _require(self.warmup_steps is None or self.warmup_steps >= 0, f"{key}.warmup_steps",
+                 f"must be >= 0 or null, got {self.warmup_steps}")
         _require(0 <= self.min_lr_ratio <= 1, f"{key}.min_lr_ratio", f"must lie in [0, 1], got {self.min_lr_ratio}")
         _require(0 <= self.b1 < 1 and 0 <= self.b2 < 1, key, f"b1, b2 must lie in [0, 1), got {self.b1}, {self.b2}")
         _require(self.eps > 0, f"{key}.eps", f"must be positive, got {self.eps}")
@@ -196,7 +201,7 @@ class TrainConfig:
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         for name in ("dtype", "param_dtype"):
             _require(getattr(self, name) in DTYPES, name, f"expected one of {DTYPES}, got {getattr(self, name)!r}")
-        _require(self.optim.warmup_steps < self.steps, "optim.warmup_steps",
+        _require(self.optim.warmup_steps is None or self.optim.warmup_steps < self.steps, "optim.warmup_steps",
                  f"must be smaller than steps ({self.steps}), got {self.optim.warmup_steps}")
 
     # ---- conversion ------------------------------------------------------------------------

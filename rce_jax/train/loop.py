@@ -132,7 +132,8 @@ def train(config: TrainConfig, out_dir, *, mesh="auto", progress: bool = True, v
         state, meta = ckpts.restore(start, state)
         if int(state["step"]) != start:
             raise RuntimeError(f"checkpoint {start} holds step {int(state['step'])}")
-        _say(f"resuming from the checkpoint at step {start}", verbose)
+        _say(f"resuming from the checkpoint at step {start}"
+             + (" (the run had finished; exporting again)" if start == config.steps else ""), verbose)
     log.truncate_after(start)
     eval_sets = build_eval_sets(config, tokenizer) if config.eval.every else []
 

@@ -94,7 +94,7 @@ def _recipe_lines(spec) -> list[str]:
         f"- loss: {loss}; AdamW (b1 {o.b1}, b2 {o.b2}, eps {o.eps}, weight decay {o.weight_decay} on matrices), "
         + (f"peak lr {o.lr} for every size" if o.lr_ref_width is None else
            f"peak lr {o.lr} x {o.lr_ref_width} / width (one rule for every size)")
-        + f", linear warmup {o.warmup_steps} steps, cosine to {o.min_lr_ratio} x peak, "
+        + f", linear warmup {o.warmup(r.steps)} steps, cosine to {o.min_lr_ratio} x peak, "
         f"gradient clipping at global norm {o.clip_norm}",
         f"- architecture: Llama-style (RMSNorm, SwiGLU, RoPE, tied embeddings, no biases), "
         f"{r.dtype} compute, {r.param_dtype} parameters",

@@ -25,11 +25,11 @@ from ..sharding import DATA, partition_spec, path_str
 
 
 def make_schedule(optim, steps: int, hidden_size: int):
-    """Linear warmup from 0 to the peak (``optim.peak_lr(hidden_size)``) over ``warmup_steps``,
-    cosine to ``peak * min_lr_ratio`` at ``steps``."""
+    """Linear warmup from 0 to the peak (``optim.peak_lr(hidden_size)``) over
+    ``optim.warmup(steps)`` steps, cosine to ``peak * min_lr_ratio`` at ``steps``."""
     peak = optim.peak_lr(hidden_size)
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=peak, warmup_steps=optim.warmup_steps,
+        init_value=0.0, peak_value=peak, warmup_steps=optim.warmup(steps),
         decay_steps=steps, end_value=peak * optim.min_lr_ratio)
 
 
