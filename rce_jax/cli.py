@@ -12,6 +12,8 @@ COMMANDS = {
     "eval": "eval",
     "scaling": "scaling",
     "stats": "stats",
+    "train": "train",
+    "demo": "demo",
 }
 
 

@@ -1,0 +1,35 @@
+"""``rce-jax demo``: train a ladder of models with one recipe and report what scales."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+
+def register(sub, name):
+    p = sub.add_parser(name, help="train a ladder of small models with one recipe, evaluate, fit "
+                                  "and report the decomposition's scaling (offline, CPU minutes)")
+    p.add_argument("--quick", action="store_true",
+                   help="five tiny models, few steps (about a minute; what CI runs)")
+    p.add_argument("--out", help="output folder (default ./rce_demo, or ./rce_demo_quick with --quick)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..train.demo import DEMO, QUICK
+    from ..train.ladder import run_ladder
+
+    spec = QUICK if args.quick else DEMO
+    out = args.out or ("rce_demo_quick" if args.quick else "rce_demo")
+    command = "rce-jax demo" + (" --quick" if args.quick else "") + f" --out {shlex.quote(out)}"
+    report = run_ladder(spec, out, progress=not args.no_progress, command=command,
+                        title="rce-jax demo" + (" --quick" if args.quick else "")
+                        + ": what scales in cross-entropy, on your machine")
+    print()
+    print("What it found:")
+    for f in report["findings"]:
+        for s in f["sentences"]:
+            print(f"  - {s}")
+    print(f"\nReport: {out}/report.md ({report['wall_s']:.0f} s)", file=sys.stdout)
+    return 0

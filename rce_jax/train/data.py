@@ -1,0 +1,113 @@
+"""Training batches: the tokenized training split as one stream, cut into ``[B, L]`` rows.
+
+Stream: every document of every training corpus, in corpus order, as ``[prefix] + tokens +
+[EOS]`` (``prefix``: BOS, as in evaluation, DESIGN section 6; a tokenizer without BOS uses EOS
+and then only one EOS separates documents). Each stream position carries its document's index.
+
+Rows are packed with segment ids: a row reads ``L + 1`` consecutive stream tokens (inputs
+``[0, L)``, targets ``[1, L + 1)``); attention stays within a document (the model gets the
+document index as segment id, positions restart at 0 where a document starts in the row, as
+in evaluation windows) and a target is scored only if it lies in the same document as its input,
+so the step from one document's EOS to the next document's prefix is never trained on.
+
+Order: the stream is split into ``C = (S - L) // L`` chunks of ``L`` tokens starting at a
+per-epoch offset ``o_e`` in ``[0, L)``; epoch ``e`` visits its chunks in a permutation. Global
+row ``r`` is chunk ``perm_e[r % C]`` of epoch ``e = r // C``; step ``k`` takes rows
+``[k B, (k + 1) B)``. ``o_e`` and ``perm_e`` are drawn from ``numpy.random.default_rng([seed,
+e])``, so the batch of step ``k`` is a pure function of ``(seed, k)``: a resumed run sees
+exactly the batches the uninterrupted one would, and no state needs saving.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ..data import load_corpus, tokenize_corpus
+
+_EPOCH_TAG = 0x7EA1  # separates the data stream's generators from other uses of the seed
+
+
+class TrainStream:
+    """The training token stream of a run and its deterministic batches."""
+
+    def __init__(self, tokens: np.ndarray, doc_ids: np.ndarray, *, seq_len: int, seed: int,
+                 names: tuple[str, ...] = ()):
+        self.tokens = np.asarray(tokens, np.int32)
+        self.doc_ids = np.asarray(doc_ids, np.int32)
+        if self.tokens.shape != self.doc_ids.shape or self.tokens.ndim != 1:
+            raise ValueError("tokens and doc_ids must be 1-D arrays of equal length")
+        self.seq_len = int(seq_len)
+        self.seed = int(seed)
+        self.names = names
+        self.num_chunks = (len(self.tokens) - self.seq_len) // self.seq_len
+        if self.num_chunks < 1:
+            raise ValueError(f"the training data has {len(self.tokens)} tokens, too few for even "
+                             f"one row of context length {self.seq_len} (need at least {2 * self.seq_len})")
+
+    @classmethod
+    def from_corpora(cls, specs, tokenizer, *, seq_len: int, seed: int, text_field: str = "text",
+                     cache_dir=None) -> TrainStream:
+        bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+        prefix = bos if bos is not None else eos
+        if prefix is None:
+            raise ValueError("the tokenizer has neither BOS nor EOS: documents cannot be separated")
+        extra = 2 if eos is not None and eos != prefix else 1  # prefix (+ EOS) per document
+        token_parts, doc_parts, n_docs = [], [], 0
+        for spec in specs:
+            tc = tokenize_corpus(load_corpus(spec, text_field=text_field), tokenizer, cache_dir=cache_dir)
+            lengths = np.diff(tc.offsets)
+            kept = lengths > 0  # empty documents contribute nothing
+            n = lengths[kept]
+            new_len = n + extra
+            new_start = np.concatenate([[0], np.cumsum(new_len)[:-1]]).astype(np.int64)
+            out = np.empty(int(new_len.sum()), np.int32)
+            out[new_start] = prefix
+            if extra == 2:
+                out[new_start + n + 1] = eos
+            doc_of_token = np.repeat(np.arange(len(n)), n)  # every token lies in a kept document
+            within = np.arange(tc.num_tokens) - np.repeat(tc.offsets[:-1][kept], n)
+            out[new_start[doc_of_token] + 1 + within] = tc.tokens
+            token_parts.append(out)
+            doc_parts.append(np.repeat(np.arange(n_docs, n_docs + len(n), dtype=np.int32), new_len))
+            n_docs += len(n)
+        if not n_docs:
+            raise ValueError(f"the training corpora {list(specs)} hold no tokens")
+        return cls(np.concatenate(token_parts), np.concatenate(doc_parts), seq_len=seq_len, seed=seed,
+                   names=tuple(specs))
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.tokens)
+
+    @functools.lru_cache(maxsize=2)
+    def _epoch(self, epoch: int) -> tuple[int, np.ndarray]:
+        rng = np.random.default_rng([self.seed, _EPOCH_TAG, epoch])
+        offset = int(rng.integers(0, self.seq_len))
+        return offset, rng.permutation(self.num_chunks)
+
+    def row_starts(self, step: int, batch_size: int) -> np.ndarray:
+        """Stream offsets of the ``batch_size`` rows of ``step``."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        rows = np.arange(step * batch_size, (step + 1) * batch_size, dtype=np.int64)
+        starts = np.empty(batch_size, np.int64)
+        for e in np.unique(rows // self.num_chunks):
+            sel = rows // self.num_chunks == e
+            offset, perm = self._epoch(int(e))
+            starts[sel] = offset + perm[rows[sel] % self.num_chunks] * self.seq_len
+        return starts
+
+    def batch(self, step: int, batch_size: int) -> dict[str, np.ndarray]:
+        """The global batch of ``step``: ``input_ids``, ``target_ids``, ``segment_ids`` (int32)
+        and ``loss_mask`` (bool), each ``[batch_size, L]``."""
+        L = self.seq_len
+        idx = self.row_starts(step, batch_size)[:, None] + np.arange(L + 1)[None, :]
+        toks, docs = self.tokens[idx], self.doc_ids[idx]
+        seg = docs[:, :L] - docs[:, :1] + 1
+        return {"input_ids": toks[:, :L], "target_ids": toks[:, 1:], "segment_ids": seg.astype(np.int32),
+                "loss_mask": docs[:, 1:] == docs[:, :L]}
+
+    def tokens_per_epoch(self) -> int:
+        return self.num_chunks * self.seq_len

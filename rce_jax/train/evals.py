@@ -1,0 +1,70 @@
+"""Periodic held-out evaluation during training, through the eval pipeline's own loop.
+
+Each eval corpus is tokenized with the run's tokenizer and planned exactly as ``rce-jax eval``
+plans it (lm-evaluation-harness rolling windows of the training context length, first-fit
+packing; ``eval.max_tokens`` cuts at whole documents); the batches are scored by
+``rce_jax.evaluate.score_plan`` into a ``RankStats``, so the numbers are those ``rce-jax eval``
+gives for the same parameters and settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import load_corpus, plan_batches, tokenize_corpus
+from ..evaluate import ScoreOptions, score_plan
+from ..plots import plot_p_evolution, plot_training_dynamics, slug
+from ..stats import RankStats
+
+TIE_RULE = "strictly-greater (ties favour the target)"
+
+
+def build_eval_sets(config, tokenizer) -> list[tuple[str, object]]:
+    """``[(corpus name, BatchPlan)]`` for ``config.data.eval``."""
+    sets = []
+    for spec in config.data.eval:
+        corpus = load_corpus(spec, text_field=config.data.text_field)
+        tokenized = tokenize_corpus(corpus, tokenizer, cache_dir=config.data.cache_dir)
+        plan = plan_batches(tokenized, seq_len=config.context_length, batch_size=config.eval.batch_size,
+                            max_tokens=config.eval.max_tokens)
+        sets.append((corpus.name, plan))
+    return sets
+
+
+def run_evals(eval_sets, graphdef, params, mesh, eval_section) -> dict:
+    """``{corpus: {ce, ee, sa, conf, ee_share, top1, n_tokens, rank_stats}}`` of ``params``."""
+    options = ScoreOptions(impl=eval_section.impl, fused=eval_section.fused)
+    vocab = None
+    out = {}
+    for name, plan in eval_sets:
+        if vocab is None:
+            from flax import nnx
+
+            vocab = nnx.merge(graphdef, params).lm_head()[0].shape[0]
+        stats = RankStats.zeros(vocab, {"tie_rule": TIE_RULE})
+        score_plan(plan, graphdef, params, options, mesh, stats=stats, progress=False)
+        dec = stats.decompose()
+        out[name] = {"ce": dec.ce, "ee": dec.ee, "sa": dec.sa, "conf": dec.conf,
+                     "ee_share": dec.ee_share, "top1": dec.top1, "n_tokens": dec.n_tokens,
+                     "rank_stats": stats.sparse()}
+    return out
+
+
+def eval_rows(rows, name: str) -> list[dict]:
+    """The metrics rows of one eval set, flattened for ``rce_jax.plots`` (step, ce, ee, ...)."""
+    return [{"step": r["step"], **r["eval"][name]} for r in rows if name in r.get("eval", {})]
+
+
+def write_training_figures(rows, folder) -> list[Path]:
+    """Training dynamics (the paper's Figure 3) and the evolution of p_e (Figure 4) per eval set."""
+    names = sorted({n for r in rows for n in r.get("eval", {})})
+    paths = []
+    for name in names:
+        series = eval_rows(rows, name)
+        if not series:
+            continue
+        paths.append(plot_training_dynamics(series, Path(folder) / f"training_dynamics_{slug(name)}.png",
+                                            title=f"training dynamics on {name}"))
+        paths.append(plot_p_evolution(series, Path(folder) / f"p_evolution_{slug(name)}.png",
+                                      title=f"evolution of p_e on {name}"))
+    return paths

@@ -1,0 +1,127 @@
+"""A ladder: several model sizes trained with one recipe, evaluated, fitted and reported.
+
+For each preset: ``train`` (same data, tokenizer, steps, batch, schedule and seed for all;
+resumable), then ``rce_jax.evaluate.evaluate`` of the exported Hugging Face folder on every
+held-out corpus (the very path of ``rce-jax eval``: result JSONs in its format under
+``results/``, so ``rce-jax scaling OUT/results`` works on them), then ``scaling_report`` per
+dataset, the figures and ``report.md``. Rerunning skips the models already trained and the
+results already written.
+
+Output folder: ``runs/<model>/`` (training runs), ``results/`` (eval JSONs), ``figures/``,
+``scaling.{md,csv,json}``, ``report.md``, ``report.json``, ``ladder.json`` (the spec).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+from ..commands.scaling import write_figures
+from ..evaluate import EvalConfig, evaluate, result_path
+from ..io import write_json
+from ..scaling import scaling_report
+from .checkpoint import MetricsLog
+from .config import ConfigError, TrainConfig, diff_keys
+from .evals import write_training_figures
+from .loop import train
+from .report import build_report
+
+
+@dataclasses.dataclass(frozen=True)
+class LadderSpec:
+    """``recipe``: the TrainConfig every rung shares (each rung sets its own ``model.preset``). ``dynamics``: held-out evaluation every this many steps during training of the
+    largest model (0: none), cut at ``dynamics_max_tokens``, for the training-dynamics figures.
+    ``eval_batch_size`` / ``eval_max_tokens``: the final evaluations (None: whole corpora)."""
+
+    name: str
+    presets: tuple[str, ...]
+    recipe: TrainConfig
+    eval_batch_size: int = 8
+    eval_max_tokens: int | None = None
+    dynamics: int = 0
+    dynamics_max_tokens: int | None = 4096
+
+    def __post_init__(self):
+        if len(self.presets) < 2:
+            raise ConfigError(f"ladder {self.name}: needs at least 2 presets, got {self.presets}")
+        if len(set(self.presets)) != len(self.presets):
+            raise ConfigError(f"ladder {self.name}: a preset is listed twice")
+
+    def run_config(self, preset: str, *, largest: bool) -> TrainConfig:
+        ev = dataclasses.replace(self.recipe.eval, every=self.dynamics if largest else 0,
+                                 max_tokens=self.dynamics_max_tokens, batch_size=self.eval_batch_size)
+        model = dataclasses.replace(self.recipe.model, preset=preset, hf_config=None)
+        return dataclasses.replace(self.recipe, model=model, eval=ev)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["recipe"] = self.recipe.to_dict()
+        d["presets"] = list(self.presets)
+        return d
+
+
+def _check_spec(out: Path, spec: LadderSpec) -> None:
+    saved = out / "ladder.json"
+    if saved.exists():
+        old = json.loads(saved.read_text())
+        for volatile in (("recipe", "save_every"), ("recipe", "keep")):
+            old.get(volatile[0], {}).pop(volatile[1], None)
+        new = spec.to_dict()
+        for volatile in (("recipe", "save_every"), ("recipe", "keep")):
+            new[volatile[0]].pop(volatile[1], None)
+        changed = diff_keys(old, new)
+        if changed:
+            raise ConfigError(f"{out} holds another ladder (differs in: {', '.join(changed)}); "
+                              "use another output folder")
+    write_json(saved, spec.to_dict())
+
+
+def run_ladder(spec: LadderSpec, out_dir, *, progress: bool = True, verbose: bool = True,
+               command: str = "", title: str | None = None) -> dict:
+    """Train, evaluate, fit and report the ladder in ``out_dir``; returns ``report.json``'s dict."""
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_spec(out, spec)
+    largest = spec.presets[-1]
+    eval_config = EvalConfig(context_length=spec.recipe.context_length, batch_size=spec.eval_batch_size,
+                             max_tokens=spec.eval_max_tokens, text_field=spec.recipe.data.text_field)
+    summaries, timings, records = {}, {}, []
+    for i, preset in enumerate(spec.presets, start=1):
+        run_dir = out / "runs" / preset
+        done = (run_dir / "summary.json").exists() and (run_dir / "model" / "config.json").exists()
+        if verbose:
+            print(f"[rce-jax {spec.name}] model {i}/{len(spec.presets)}: {preset}"
+                  f"{' (trained before; skipping)' if done else ''}", flush=True)
+        t_train = time.perf_counter()
+        if done:
+            summaries[preset] = json.loads((run_dir / "summary.json").read_text())
+        else:
+            result = train(spec.run_config(preset, largest=preset == largest), run_dir,
+                           progress=progress, verbose=verbose, figures=False)
+            summaries[preset] = result.summary
+            timings[f"train {preset}"] = time.perf_counter() - t_train
+        t_eval = time.perf_counter()
+        for data in spec.recipe.data.eval:
+            records.append(evaluate(run_dir / "model", data, out / "results", eval_config,
+                                    model_name=preset, cache_dir=spec.recipe.data.cache_dir,
+                                    progress=progress))
+        timings[f"eval {preset}"] = time.perf_counter() - t_eval
+    expected = {str(result_path(out / "results", p, r["dataset"])) for p in spec.presets for r in records}
+    stale = [p for p in (out / "results").glob("*.json") if str(p) not in expected]
+    if stale:
+        raise ConfigError(f"{out / 'results'} holds results of models outside this ladder: "
+                          f"{', '.join(p.name for p in stale)}")
+    scaling = scaling_report(records)
+    scaling.write(out)
+    figures = write_figures(scaling, records, out / "figures")
+    figures += write_training_figures(MetricsLog(out / "runs" / largest / "metrics.jsonl").rows(),
+                                      out / "figures")
+    wall = time.perf_counter() - t0
+    report = build_report(spec, summaries, records, scaling, figures=figures, out_dir=out,
+                          wall_s=wall, timings=timings, command=command, title=title)
+    if verbose:
+        print(f"[rce-jax {spec.name}] wrote {out / 'report.md'} ({wall:.0f} s)", flush=True)
+    return report

@@ -1,0 +1,121 @@
+"""The loss and the jitted train step.
+
+Loss: ``L = CE + lam * Conf`` of ``rce_jax.losses`` over the batch's scored targets (custom
+VJP: the backward is cross-entropy's with a per-token weight). Either on materialised logits
+(``proxy_loss``) or with the LM head fused into the token statistics (``proxy_loss_fused``,
+never writing ``[T, V]``).
+
+Which path and token-statistics implementation ``auto`` picks (``resolve_loss``), measured
+with ``experiments/bench_train_step.py`` (notes/train.md): on CPU, materialised logits with
+``impl="naive"`` while the float32 ``[T, V]`` block fits in ``NAIVE_MAX_BYTES``: one fused
+XLA pass computes log-sum-exp and both rank counts, whereas the streaming ``xla`` loop (built
+to bound memory on accelerators) runs slice by slice and was several times slower than
+optax's cross-entropy on CPU; above the limit, the fused head with the streaming loop (memory
+stays O(T * chunk)). On GPU and TPU, materialised logits with the backend's Pallas kernel
+(``impl="auto"``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ..losses import ProxyLossAux, proxy_loss, proxy_loss_fused
+from ..sharding import shard_batch
+
+NAIVE_MAX_BYTES = 1 << 30
+BATCH_KEYS = ("input_ids", "target_ids", "segment_ids", "loss_mask")
+
+
+def resolve_loss(loss, *, tokens_per_step: int, vocab_size: int, backend: str | None = None):
+    """``(head, impl)`` that the loss section asks for, with ``auto`` resolved (module doc)."""
+    backend = backend or jax.default_backend()
+    head, impl = loss.head, loss.impl
+    if head == "auto":
+        big = tokens_per_step * vocab_size * 4 > NAIVE_MAX_BYTES
+        head = "fused" if backend == "cpu" and big else "materialised"
+    if impl == "auto" and backend == "cpu":
+        impl = "naive" if head == "materialised" else "xla"
+    if head == "fused" and impl == "naive":
+        raise ValueError("loss.impl='naive' needs materialised logits (loss.head='materialised')")
+    return head, impl
+
+
+def make_loss_fn(graphdef, *, lam: float, head: str, impl: str):
+    """``loss_fn(params, batch) -> (loss, ProxyLossAux)`` of the model ``graphdef``."""
+
+    def loss_fn(params, batch):
+        model = nnx.merge(graphdef, params)
+        h_BxLxE = model.hidden_states(batch["input_ids"], segment_ids_BxL=batch["segment_ids"])
+        w_VxE, bias_V = model.lm_head()
+        w_VxE = w_VxE.astype(h_BxLxE.dtype)
+        if head == "fused":
+            return proxy_loss_fused(h_BxLxE, w_VxE, batch["target_ids"], batch["loss_mask"],
+                                    lam=lam, bias=bias_V, impl=impl)
+        logits = jnp.einsum("ble,ve->blv", h_BxLxE, w_VxE)
+        if bias_V is not None:
+            logits = logits + bias_V.astype(logits.dtype)
+        return proxy_loss(logits, batch["target_ids"], batch["loss_mask"], lam=lam, impl=impl)
+
+    return loss_fn
+
+
+def make_ce_loss_fn(graphdef):
+    """The baseline: optax's integer-label cross-entropy on materialised logits (no ranks;
+    Conf reported as 0). Used by the step-time benchmark."""
+
+    def loss_fn(params, batch):
+        model = nnx.merge(graphdef, params)
+        h = model.hidden_states(batch["input_ids"], segment_ids_BxL=batch["segment_ids"])
+        w, _ = model.lm_head()
+        logits = jnp.einsum("ble,ve->blv", h, w.astype(h.dtype))
+        mask = batch["loss_mask"]
+        per_token = optax.softmax_cross_entropy_with_integer_labels(
+            logits.astype(jnp.float32), jnp.where(mask, batch["target_ids"], 0))
+        n = jnp.sum(mask, dtype=jnp.int32)
+        ce = jnp.sum(jnp.where(mask, per_token, 0.0)) / jnp.maximum(n, 1)
+        return ce, ProxyLossAux(ce, jnp.zeros((), jnp.float32), n)
+
+    return loss_fn
+
+
+def _global_norm(tree):
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
+
+
+def make_train_step(loss_fn, tx, schedule, *, shardings=None, mesh=None):
+    """``step(state, batch) -> (state, metrics)``, jitted, the state donated.
+
+    ``metrics``: loss, ce, conf, scored_tokens, grad_norm (before clipping), lr (of this update).
+    """
+
+    def step_fn(state, batch):
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        metrics = {"loss": loss, "ce": aux.ce, "conf": aux.conf, "scored_tokens": aux.n_tokens,
+                   "grad_norm": _global_norm(grads), "lr": schedule(state["step"])}
+        return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
+
+    if shardings is None:
+        return jax.jit(step_fn, donate_argnums=0)
+    replicated = NamedSharding(mesh, P())
+    return jax.jit(step_fn, donate_argnums=0, out_shardings=(shardings, replicated))
+
+
+def put_batch(batch: dict, mesh) -> dict:
+    """Device arrays of a global batch (rows on ``data``; each process passes its own rows)."""
+    arrays = {k: batch[k] for k in BATCH_KEYS}
+    if mesh is None:
+        return {k: jnp.asarray(v) for k, v in arrays.items()}
+    p, n = jax.process_index(), jax.process_count()
+    rows = len(arrays["input_ids"])
+    if rows % n:
+        raise ValueError(f"batch of {rows} rows does not split over {n} processes")
+    per = rows // n
+    return shard_batch({k: np.asarray(v[p * per:(p + 1) * per]) for k, v in arrays.items()}, mesh)
