@@ -109,13 +109,7 @@ def make_train_step(loss_fn, tx, schedule, *, shardings=None, mesh=None):
 
 
 def put_batch(batch: dict, mesh) -> dict:
-    """Device arrays of a global batch (rows on ``data``; each process passes its own rows)."""
-    arrays = {k: batch[k] for k in BATCH_KEYS}
-    if mesh is None:
-        return {k: jnp.asarray(v) for k, v in arrays.items()}
-    p, n = jax.process_index(), jax.process_count()
-    rows = len(arrays["input_ids"])
-    if rows % n:
-        raise ValueError(f"batch of {rows} rows does not split over {n} processes")
-    per = rows // n
-    return shard_batch({k: np.asarray(v[p * per:(p + 1) * per]) for k, v in arrays.items()}, mesh)
+    """Device arrays of the model inputs of a global batch. Every process builds the same
+    global batch (it is a function of the seed and the step) and ``shard_batch`` places the
+    rows that each process's devices hold."""
+    return shard_batch({k: np.asarray(batch[k]) for k in BATCH_KEYS}, mesh)
