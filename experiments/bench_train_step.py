@@ -13,7 +13,7 @@ shared machine slows all of them alike) and the median step time is reported. Va
 * ``proxy-<head>-<impl>``: explicit choices, e.g. ``proxy-materialised-xla``, ``proxy-fused-xla``.
 
 ``--loss-only`` also times the loss alone (forward + backward with respect to the logits) at
-the kernel benchmark's shape, to relate to notes/kernels.md. Prints the ratio proxy / ce (the
+the kernel benchmark's shape, to relate to the kernel section of BUILD_NOTES.md. Prints the ratio proxy / ce (the
 median over rounds of the per-round ratio, robust to the load of a shared machine drifting
 between rounds) and writes ``OUT/bench_train_step.json``.
 """
@@ -21,7 +21,6 @@ between rounds) and writes ``OUT/bench_train_step.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time

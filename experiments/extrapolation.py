@@ -39,7 +39,6 @@ import argparse
 import csv
 import dataclasses
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -51,7 +50,7 @@ if (_ROOT / "rce_jax" / "__init__.py").exists():  # run from a checkout: use the
 
 import numpy as np  # noqa: E402
 
-from rce_jax.io import write_json, write_text  # noqa: E402
+from rce_jax.io import read_json_files, write_json, write_text  # noqa: E402
 from rce_jax.scaling import N_KEYS, fit_groups, fit_power_law, fit_with_irreducible, model_row  # noqa: E402
 
 METHODS = ("ce_power_law", "ce_irreducible", "ee_law", "ee_power_law")
@@ -81,24 +80,8 @@ def load_rows(paths, n_key: str = "non_embedding") -> list[dict]:
     ``*.json`` results, JSON lists of results, or scaling reports."""
     if n_key not in N_KEYS:
         raise ValueError(f"n_key must be one of {sorted(N_KEYS)}; got {n_key!r}")
-    files = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(path.glob("*.json"))
-            if not found:
-                raise ValueError(f"{path}: folder holds no .json files")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
     rows = []
-    for f in files:
-        try:
-            obj = json.loads(f.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{f}: not JSON ({e})") from e
+    for f, obj in read_json_files(paths):
         if isinstance(obj, dict) and "models" in obj and "n_used" in obj:
             rows += _report_rows(obj, n_key, f)
         elif isinstance(obj, dict) and "ce" in obj:

@@ -39,3 +39,28 @@ def write_text(path, text: str) -> None:
 
 def write_json(path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def read_json_files(paths) -> list[tuple[Path, object]]:
+    """``[(file, parsed JSON)]`` for files and folders (the ``*.json`` directly inside a folder,
+    sorted by name), in the order given; a missing path, an empty folder or a file that is not
+    JSON raises an error naming it."""
+    files = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(path.glob("*.json"))
+            if not found:
+                raise ValueError(f"{path}: folder holds no .json files")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    out = []
+    for f in files:
+        try:
+            out.append((f, json.loads(f.read_text(encoding="utf-8"))))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{f}: not JSON ({e})") from e
+    return out

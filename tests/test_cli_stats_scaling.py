@@ -65,4 +65,4 @@ def test_scaling_command_writes_tables(tmp_path, capsys):
     assert (tmp_path / "report" / "scaling.md").exists() and (tmp_path / "report" / "scaling.csv").exists()
     (results / "bad.json").write_text("{not json")
     assert main(["scaling", str(results), "--out", str(tmp_path / "r2")]) == 2
-    assert "not a JSON result file" in capsys.readouterr().err
+    assert "bad.json: not JSON" in capsys.readouterr().err

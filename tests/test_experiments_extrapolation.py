@@ -7,26 +7,11 @@ power law. Bad inputs raise errors that name the problem.
 """
 
 import csv
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name):
-    """Import experiments/<name>.py as a module (the scripts are files, not a package)."""
-    if f"experiments_{name}" in sys.modules:
-        return sys.modules[f"experiments_{name}"]
-    spec = importlib.util.spec_from_file_location(f"experiments_{name}", ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from experiment_scripts import load_script
 
 
 ex = load_script("extrapolation")

@@ -6,32 +6,17 @@ the embedded ones; one tiny end-to-end run (two random Llamas, a local JSONL cor
 writes results, the scaling report and figures, is resumable and refuses stale results.
 """
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import transformers as tf
 from data_helpers import make_tokenizer
 from eval_fixtures import WORDS, write_corpus
+from experiment_scripts import load_script
 from hf_tiny import make_hf_model
 
 from rce_jax.models import FAMILIES
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_script(name):
-    """Import experiments/<name>.py as a module (the scripts are files, not a package)."""
-    if f"experiments_{name}" in sys.modules:
-        return sys.modules[f"experiments_{name}"]
-    spec = importlib.util.spec_from_file_location(f"experiments_{name}", ROOT / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 pm = load_script("paper_models")

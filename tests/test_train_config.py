@@ -92,7 +92,7 @@ def test_cli_flags_print_config_and_errors(tmp_path, capsys):
     """`rce-jax train` flags are shortcuts for overrides; --print-config prints YAML that loads back
     to the same config; a bad value exits with status 2 and a message naming the key."""
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(EXAMPLE))
-    rc = cli.main(["train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"),
+    rc = cli.main(["train", "--config", str(tmp_path / "c.yaml"),  # no --out needed to print
                    "--lr", "0.002", "--steps", "40", "--set", "loss.lam=0.1", "--print-config"])
     assert rc == 0
     printed = yaml.safe_load(capsys.readouterr().out)
@@ -102,6 +102,8 @@ def test_cli_flags_print_config_and_errors(tmp_path, capsys):
     assert rc == 2
     assert "optim: b1, b2 must lie in [0, 1)" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before anything was written
+    assert cli.main(["train", "--steps", "3"]) == 2  # training needs a run folder
+    assert "needs --out" in capsys.readouterr().err
 
 
 def test_rerun_with_another_config_is_refused(tmp_path):
@@ -115,3 +117,24 @@ def test_rerun_with_another_config_is_refused(tmp_path):
     _check_out_dir(tmp_path, a.with_overrides(["steps=120"]), restart=True, writer=True)
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 120
     assert "save_every" not in identity(a)
+
+
+@pytest.mark.parametrize("backend, devices, tokens, head, impl", [
+    ("cpu", 1, 512, "materialised", "naive"),        # small logits on CPU: one fused XLA pass
+    ("cpu", 8, 512, "materialised", "naive"),
+    ("cpu", 1, 1 << 20, "fused", "xla"),             # 2^20 x 2048 x 4 B = 8 GiB > the limit
+    ("gpu", 1, 512, "materialised", "auto"),         # one accelerator: the backend's kernel
+    ("tpu", 1, 512, "materialised", "auto"),
+    ("gpu", 8, 512, "materialised", "xla"),          # a mesh: a loop XLA partitions by rows
+    ("tpu", 4, 512, "materialised", "xla"),
+])
+def test_auto_loss_path_follows_backend_size_and_mesh(backend, devices, tokens, head, impl):
+    from rce_jax.train.config import LossSection
+    from rce_jax.train.step import resolve_loss
+
+    got = resolve_loss(LossSection(), tokens_per_step=tokens, vocab_size=2048, backend=backend,
+                       num_devices=devices)
+    assert got == (head, impl)
+    # an explicit choice is kept whatever the machine
+    assert resolve_loss(LossSection(impl="pallas", head="materialised"), tokens_per_step=tokens,
+                        vocab_size=2048, backend=backend, num_devices=devices) == ("materialised", "pallas")

@@ -6,7 +6,7 @@ and keeps per row a running max, a rescaled sum of exponentials and the counts o
 greater than / equal to the target logit, which XLA gathered beforehand (exact: it is read from
 the row). The shared epilogue ``reference.finalize`` turns these into ``(logp, rank, ties)``.
 
-Why Mosaic GPU and not Triton: see notes/kernels.md (Triton lowering is deprecated in JAX 0.11
+Why Mosaic GPU and not Triton: see BUILD_NOTES.md, kernels section (Triton lowering is deprecated in JAX 0.11
 and Mosaic GPU is its default Pallas GPU backend; TMA + mbarrier pipelining is Hopper's way to
 stream at full bandwidth).
 

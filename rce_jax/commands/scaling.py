@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
+from ..io import read_json_files
 from ..scaling import METRICS, N_KEYS, scaling_report
 
 
@@ -24,24 +22,8 @@ def register(sub, name):
 
 def collect_results(paths) -> list[dict]:
     """Result records from files and folders (``*.json`` directly inside a folder)."""
-    files = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(path.glob("*.json"))
-            if not found:
-                raise ValueError(f"{path}: folder holds no result .json files")
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: no such result file or folder")
     records = []
-    for f in files:
-        try:
-            rec = json.loads(f.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{f}: not a JSON result file ({e})") from e
+    for f, rec in read_json_files(paths):
         if not isinstance(rec, dict) or "ce" not in rec:
             raise ValueError(f"{f}: not an `rce-jax eval` result (no 'ce' field)")
         records.append(rec)

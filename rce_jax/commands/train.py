@@ -14,7 +14,8 @@ def register(sub, name):
     p.add_argument("--config", help="YAML or JSON config file (see rce_jax.train.config)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)")
-    p.add_argument("--out", required=True, help="run folder (rerun the same command to resume)")
+    p.add_argument("--out", help="run folder (rerun the same command to resume); required unless "
+                   "--print-config")
     p.add_argument("--preset", help="model preset (rce_jax.train.presets), e.g. demo-3, 125m")
     p.add_argument("--hf-config", help="a Hugging Face config.json (or model folder) to train from scratch")
     p.add_argument("--tokenizer", help="a Hugging Face tokenizer folder (default: train a BPE)")
@@ -61,6 +62,8 @@ def run(args) -> int:
     if args.print_config:
         print(dump_yaml(config), end="")
         return 0
+    if not args.out:
+        raise ValueError("rce-jax train needs --out DIR (the run folder)")
     result = train(config, args.out, progress=not args.no_progress, restart=args.restart)
     s = result.summary
     last = s["final_train"] or {}

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flax import nnx
+
 from ..data import load_corpus, plan_batches, tokenize_corpus
 from ..evaluate import ScoreOptions, score_plan
 from ..plots import plot_p_evolution, plot_training_dynamics, slug
-from ..stats import RankStats
-
-TIE_RULE = "strictly-greater (ties favour the target)"
+from ..stats import TIE_RULE, RankStats
 
 
 def build_eval_sets(config, tokenizer) -> list[tuple[str, object]]:
@@ -38,8 +38,6 @@ def run_evals(eval_sets, graphdef, params, mesh, eval_section) -> dict:
     out = {}
     for name, plan in eval_sets:
         if vocab is None:
-            from flax import nnx
-
             vocab = nnx.merge(graphdef, params).lm_head()[0].shape[0]
         stats = RankStats.zeros(vocab, {"tie_rule": TIE_RULE})
         score_plan(plan, graphdef, params, options, mesh, stats=stats, progress=False)

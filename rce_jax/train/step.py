@@ -6,13 +6,15 @@ VJP: the backward is cross-entropy's with a per-token weight). Either on materia
 never writing ``[T, V]``).
 
 Which path and token-statistics implementation ``auto`` picks (``resolve_loss``), measured
-with ``experiments/bench_train_step.py`` (notes/train.md): on CPU, materialised logits with
+with ``experiments/bench_train_step.py`` (BUILD_NOTES.md, trainer section): on CPU, materialised logits with
 ``impl="naive"`` while the float32 ``[T, V]`` block fits in ``NAIVE_MAX_BYTES``: one fused
 XLA pass computes log-sum-exp and both rank counts, whereas the streaming ``xla`` loop (built
 to bound memory on accelerators) runs slice by slice and was several times slower than
 optax's cross-entropy on CPU; above the limit, the fused head with the streaming loop (memory
 stays O(T * chunk)). On GPU and TPU, materialised logits with the backend's Pallas kernel
-(``impl="auto"``).
+(``impl="auto"``) on one device; on a mesh of several devices the streaming ``xla`` loop, which
+XLA partitions over the batch rows, whereas a Pallas kernel is a custom call that XLA cannot
+partition under plain ``jit``: it would gather the whole logits onto every device.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ NAIVE_MAX_BYTES = 1 << 30
 BATCH_KEYS = ("input_ids", "target_ids", "segment_ids", "loss_mask")
 
 
-def resolve_loss(loss, *, tokens_per_step: int, vocab_size: int, backend: str | None = None):
-    """``(head, impl)`` that the loss section asks for, with ``auto`` resolved (module doc)."""
+def resolve_loss(loss, *, tokens_per_step: int, vocab_size: int, backend: str | None = None,
+                 num_devices: int = 1):
+    """``(head, impl)`` that the loss section asks for, with ``auto`` resolved (module doc);
+    ``num_devices`` is the size of the mesh the step runs on."""
     backend = backend or jax.default_backend()
     head, impl = loss.head, loss.impl
     if head == "auto":
@@ -41,6 +45,8 @@ def resolve_loss(loss, *, tokens_per_step: int, vocab_size: int, backend: str | 
         head = "fused" if backend == "cpu" and big else "materialised"
     if impl == "auto" and backend == "cpu":
         impl = "naive" if head == "materialised" else "xla"
+    elif impl == "auto" and num_devices > 1:
+        impl = "xla"
     if head == "fused" and impl == "naive":
         raise ValueError("loss.impl='naive' needs materialised logits (loss.head='materialised')")
     return head, impl
