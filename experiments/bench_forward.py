@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -26,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rce_jax.io import write_json, write_text
 from rce_jax.models import ModelConfig, RopeConfig, forward_hidden, forward_logits, init_model
 
 FULL = dict(vocab_size=50304, hidden_size=2048, num_layers=16, num_heads=8,
@@ -133,11 +133,8 @@ def main() -> None:
           f"attention {a.attention_impl}; {result['date']}.", "",
           "| implementation | device | median ms | tokens/s |", "|---|---|---|---|"]
     md += [f"| {n} | {d} | {m * 1e3:.2f} | {t:,.0f} |" for n, d, m, t in rows]
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "bench_forward.json"), "w") as f:
-        json.dump(result, f, indent=2)
-    with open(os.path.join(a.out, "bench_forward.md"), "w") as f:
-        f.write("\n".join(md) + "\n")
+    write_json(os.path.join(a.out, "bench_forward.json"), result)
+    write_text(os.path.join(a.out, "bench_forward.md"), "\n".join(md) + "\n")
     print("\n".join(md))
 
 

@@ -8,7 +8,7 @@ differing rows are ambiguous at the rounding level: in the exact (float64) logit
 entry lies within 2 e of the target, e being the largest error of the materialised float32
 logits against float64.
 
-    python experiments/fused_rank_mismatch.py [--T 2048 --d 128 --V 50257 --seeds 2]
+    python experiments/fused_rank_mismatch.py [--T 2048 --d 128 --V 50257 --seeds 2] [--out DIR]
 """
 
 from __future__ import annotations
@@ -51,10 +51,13 @@ def main(argv=None):
     p.add_argument("--impls", default="xla,pallas_interpret,pallas_tpu_interpret")
     p.add_argument("--interpret-rows", type=int, default=128,
                    help="rows for the (slow) interpret-mode paths")
+    p.add_argument("--out", help="also write fused_rank_mismatch.json and .md here")
     args = p.parse_args(argv)
-    print(f"JAX {jax.__version__} on {jax.devices()[0].device_kind}; d={args.d} V={args.V}")
-    print("| path | dtype | rows | rank differs | ties differ | rounding-level (f32) |")
-    print("|---|---|---|---|---|---|")
+    lines = [f"JAX {jax.__version__} on {jax.devices()[0].device_kind}; d={args.d} V={args.V}",
+             "| path | dtype | rows | rank differs | ties differ | rounding-level (f32) |",
+             "|---|---|---|---|---|---|"]
+    print("\n".join(lines))
+    rows = []
     for impl in args.impls.split(","):
         for name, dtype in (("f32", jnp.float32), ("bf16", jnp.bfloat16)):
             if impl == "pallas_interpret" and name == "f32":
@@ -78,8 +81,19 @@ def main(argv=None):
                     n_near += rounding_level_rows(hidden, head, bias, np.asarray(targets),
                                                   logits, bad)
             near = n_near if name == "f32" else "-"
-            print(f"| {impl} | {name} | {n} | {n_rank} ({100 * n_rank / n:.2f}%) | "
-                  f"{n_ties} ({100 * n_ties / n:.2f}%) | {near} |")
+            lines.append(f"| {impl} | {name} | {n} | {n_rank} ({100 * n_rank / n:.2f}%) | "
+                         f"{n_ties} ({100 * n_ties / n:.2f}%) | {near} |")
+            print(lines[-1])
+            rows.append({"impl": impl, "dtype": name, "rows": n, "rank_differs": n_rank,
+                         "ties_differ": n_ties, "rounding_level": n_near if name == "f32" else None})
+    if args.out:
+        from rce_jax.io import write_json, write_text
+
+        write_json(f"{args.out}/fused_rank_mismatch.json",
+                   {"jax": jax.__version__, "device": jax.devices()[0].device_kind,
+                    "d": args.d, "V": args.V, "seeds": args.seeds, "rows": rows})
+        write_text(f"{args.out}/fused_rank_mismatch.md", "\n".join(lines) + "\n")
+    return rows
 
 
 if __name__ == "__main__":

@@ -94,11 +94,10 @@ def main() -> None:
         f"| load time | {result['load_seconds']} s |", f"| device | {result['device']} |"])
     print(table)
     if a.out:
-        os.makedirs(a.out, exist_ok=True)
-        with open(os.path.join(a.out, "load_memory.json"), "w") as f:
-            json.dump(result, f, indent=2)
-        with open(os.path.join(a.out, "load_memory.md"), "w") as f:
-            f.write(table + "\n")
+        from rce_jax.io import write_json, write_text
+
+        write_json(os.path.join(a.out, "load_memory.json"), result)
+        write_text(os.path.join(a.out, "load_memory.md"), table + "\n")
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ def write_text(path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json(path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+def write_json(path, obj, *, sort_keys: bool = False) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, allow_nan=True) + "\n")
 
 
 def read_json_files(paths) -> list[tuple[Path, object]]:

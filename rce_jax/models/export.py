@@ -11,7 +11,6 @@ must call this (arrays are gathered collectively); process 0 writes.
 from __future__ import annotations
 
 import glob
-import json
 import os
 
 import jax
@@ -20,6 +19,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from safetensors.numpy import save_file
 
+from rce_jax.io import write_json
 from rce_jax.models.checkpoint import SAFE_INDEX, SAFE_SINGLE
 from rce_jax.models.config import ModelConfig
 from rce_jax.models.families import family_spec
@@ -33,14 +33,6 @@ def _to_host(arr: jax.Array) -> np.ndarray:
     if getattr(arr, "is_fully_addressable", True):
         return np.asarray(jax.device_get(arr))
     return np.asarray(multihost_utils.process_allgather(arr, tiled=True))
-
-
-def _atomic_write_json(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def save_pretrained(model, config: ModelConfig, out_dir: str | os.PathLike, tokenizer=None, *,
@@ -90,14 +82,14 @@ def save_pretrained(model, config: ModelConfig, out_dir: str | os.PathLike, toke
     if not writer:
         return out_dir
     if len(shards) > 1:
-        _atomic_write_json({"metadata": {"total_size": total}, "weight_map": weight_map},
-                           os.path.join(out_dir, SAFE_INDEX))
+        write_json(os.path.join(out_dir, SAFE_INDEX),
+                   {"metadata": {"total_size": total}, "weight_map": weight_map}, sort_keys=True)
     written = names + ([SAFE_INDEX] if len(shards) > 1 else [])
     for stale in old - {os.path.join(out_dir, n) for n in written}:
         os.remove(stale)
     hf = config.to_hf_dict()
     hf.update(torch_dtype=_TORCH_DTYPE[dtype], dtype=_TORCH_DTYPE[dtype])
-    _atomic_write_json(hf, os.path.join(out_dir, "config.json"))
+    write_json(os.path.join(out_dir, "config.json"), hf, sort_keys=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(out_dir)
     return out_dir
