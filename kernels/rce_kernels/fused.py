@@ -17,16 +17,15 @@ import jax.numpy as jnp
 from jax import lax
 
 from .fused_common import (
-    check_fused_inputs,
     diagonal_targets,
     fold_tile,
     group_block_rows,
     init_carry,
-    resolve_logits_dtype,
+    prepare_fused,
     target_rows,
     tile_logits,
 )
-from .reference import finalize, resolve_vocab_limit
+from .reference import finalize
 
 DEFAULT_BLOCK_ROWS = 1024
 DEFAULT_BLOCK_COLS = 2048
@@ -71,13 +70,9 @@ def fused_token_stats_xla(hidden_TxD, head_VxD, targets_T, bias_V=None, *, vocab
     """Token statistics of the logits ``hidden @ head.T + bias`` (rounded to ``logits_dtype``,
     default the hidden dtype) without materialising them. Semantics as ``reference.py`` on those
     logits. With ``return_lse`` also the per-row log-sum-exp (float32), for a backward pass."""
-    check_fused_inputs(hidden_TxD, head_VxD, targets_T, bias_V)
+    limit, ldt, bias_V, targets_T = prepare_fused(hidden_TxD, head_VxD, targets_T, bias_V,
+                                                vocab_limit, logits_dtype)
     T = hidden_TxD.shape[0]
-    V = head_VxD.shape[0]
-    limit = resolve_vocab_limit(V, vocab_limit)
-    ldt = resolve_logits_dtype(hidden_TxD.dtype, logits_dtype)
-    bias_V = jnp.zeros((V,), jnp.float32) if bias_V is None else bias_V.astype(jnp.float32)
-    targets_T = targets_T.astype(jnp.int32)
     B = min(block_rows, T)
     width = min(block_cols, limit)
     wy, by = target_rows(head_VxD, bias_V, targets_T, limit)

@@ -24,8 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .fused_common import resolve_logits_dtype, tile_logits
-from .reference import resolve_vocab_limit
+from .fused_common import prepare_fused, tile_logits
 
 DEFAULT_BLOCK_ROWS = 1024
 DEFAULT_BLOCK_COLS = 2048
@@ -46,10 +45,8 @@ def fused_logits_backward_xla(hidden_TxD, head_VxD, bias_V, targets_T, lse_T, we
     the gradient G described in the module docstring. ``bias_V`` may be None (no bias)."""
     T, D = hidden_TxD.shape
     V = head_VxD.shape[0]
-    limit = resolve_vocab_limit(V, vocab_limit)
-    ldt = resolve_logits_dtype(hidden_TxD.dtype, logits_dtype)
-    bias = jnp.zeros((V,), jnp.float32) if bias_V is None else bias_V.astype(jnp.float32)
-    targets_T = targets_T.astype(jnp.int32)
+    limit, ldt, bias, targets_T = prepare_fused(hidden_TxD, head_VxD, targets_T, bias_V,
+                                                vocab_limit, logits_dtype)
     B = min(block_rows, T)
     C = min(block_cols, limit)
     n_rows, n_cols = -(-T // B), -(-limit // C)

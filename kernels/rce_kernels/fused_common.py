@@ -97,6 +97,19 @@ def resolve_logits_dtype(hidden_dtype, logits_dtype):
     return dt
 
 
+def prepare_fused(hidden_TxD, head_VxD, targets_T, bias_V, vocab_limit, logits_dtype):
+    """Checked inputs of every fused path: ``(limit, logits dtype, bias float32 [V], targets
+    int32)``; a missing bias is zeros."""
+    from .reference import resolve_vocab_limit
+
+    check_fused_inputs(hidden_TxD, head_VxD, targets_T, bias_V)
+    V = head_VxD.shape[0]
+    limit = resolve_vocab_limit(V, vocab_limit)
+    ldt = resolve_logits_dtype(hidden_TxD.dtype, logits_dtype)
+    bias_V = jnp.zeros((V,), jnp.float32) if bias_V is None else bias_V.astype(jnp.float32)
+    return limit, ldt, bias_V, targets_T.astype(jnp.int32)
+
+
 def check_fused_inputs(hidden_TxD, head_VxD, targets_T, bias_V):
     if hidden_TxD.ndim != 2 or head_VxD.ndim != 2:
         raise ValueError(

@@ -26,8 +26,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from .fused_common import check_fused_inputs, resolve_logits_dtype, target_rows
-from .reference import finalize, resolve_vocab_limit
+from .fused_common import prepare_fused, target_rows
+from .reference import finalize
 from .token_stats_gpu import UnsupportedShapeError, interpret_params
 
 BLOCK_ROWS = 64
@@ -208,14 +208,11 @@ def fused_token_stats_mgpu(hidden_TxD, head_VxD, targets_T, bias_V=None, *, voca
                            num_buffers=DEFAULT_NUM_BUFFERS, interpret=False, return_lse=False):
     """Fused token statistics with the Mosaic GPU kernel (same contract as
     ``fused.fused_token_stats_xla``). Raises UnsupportedShapeError for f32 operands."""
-    check_fused_inputs(hidden_TxD, head_VxD, targets_T, bias_V)
     T, D = hidden_TxD.shape
     V = head_VxD.shape[0]
     check_supported(hidden_TxD.dtype, head_VxD.dtype, V, block_cols=block_cols)
-    limit = resolve_vocab_limit(V, vocab_limit)
-    ldt = resolve_logits_dtype(hidden_TxD.dtype, logits_dtype)
-    bias_V = jnp.zeros((V,), jnp.float32) if bias_V is None else bias_V.astype(jnp.float32)
-    targets_T = targets_T.astype(jnp.int32)
+    limit, ldt, bias_V, targets_T = prepare_fused(hidden_TxD, head_VxD, targets_T, bias_V,
+                                                vocab_limit, logits_dtype)
     bt, bv = BLOCK_ROWS, block_cols
     G = pl.cdiv(bt, bv)
 

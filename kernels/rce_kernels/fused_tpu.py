@@ -20,14 +20,13 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
 from .fused_common import (
-    check_fused_inputs,
     diagonal_targets,
     fold_tile,
-    resolve_logits_dtype,
+    prepare_fused,
     target_rows,
     tile_logits,
 )
-from .reference import finalize, resolve_vocab_limit
+from .reference import finalize
 from .token_stats_tpu import fit_block, init_scratch, row_multiple
 
 DEFAULT_BLOCK_ROWS = 256
@@ -79,13 +78,10 @@ def fused_token_stats_tpu(hidden_TxD, head_VxD, targets_T, bias_V=None, *, vocab
                           return_lse=False):
     """Fused token statistics with the Mosaic TPU kernel (same contract as
     ``fused.fused_token_stats_xla``)."""
-    check_fused_inputs(hidden_TxD, head_VxD, targets_T, bias_V)
     T, D = hidden_TxD.shape
     V = head_VxD.shape[0]
-    limit = resolve_vocab_limit(V, vocab_limit)
-    ldt = resolve_logits_dtype(hidden_TxD.dtype, logits_dtype)
-    bias_V = jnp.zeros((V,), jnp.float32) if bias_V is None else bias_V.astype(jnp.float32)
-    targets_T = targets_T.astype(jnp.int32)
+    limit, ldt, bias_V, targets_T = prepare_fused(hidden_TxD, head_VxD, targets_T, bias_V,
+                                                vocab_limit, logits_dtype)
     bt = fit_block(block_rows, T, row_multiple(hidden_TxD.dtype))
     bv = fit_block(block_cols, V, 128)
     n_rows, n_blocks = pl.cdiv(T, bt), pl.cdiv(limit, bv)
