@@ -51,7 +51,8 @@ if (_ROOT / "rce_jax" / "__init__.py").exists():  # run from a checkout: use the
 import numpy as np  # noqa: E402
 
 from rce_jax.io import read_json_files, write_json, write_text  # noqa: E402
-from rce_jax.scaling import N_KEYS, fit_groups, fit_power_law, fit_with_irreducible, model_row  # noqa: E402
+from rce_jax.scaling import (  # noqa: E402
+    N_KEYS, check_unique_models, fit_groups, fit_power_law, fit_with_irreducible, model_row)
 
 METHODS = ("ce_power_law", "ce_irreducible", "ee_law", "ee_power_law")
 TARGET = {"ce_power_law": "ce", "ce_irreducible": "ce", "ee_law": "ce", "ee_power_law": "ee"}
@@ -97,7 +98,6 @@ def check_rows(rows) -> list[dict]:
     """Values finite, N and CE, EE positive, CE = EE + SA - Conf, each model once per dataset."""
     if not rows:
         raise ValueError("no results")
-    seen = set()
     for r in rows:
         missing = [k for k in ROW_KEYS if k not in r]
         if missing:
@@ -110,10 +110,7 @@ def check_rows(rows) -> list[dict]:
         if off > IDENTITY_RTOL * r["ce"]:
             raise ValueError(f"{where}: CE {r['ce']} != EE + SA - Conf (off by {off:.3g}): "
                              "not a decomposition of one evaluation")
-        key = (r["dataset"], r["model"])
-        if key in seen:
-            raise ValueError(f"{where} appears twice; give each model once per dataset")
-        seen.add(key)
+    check_unique_models(rows)
     return [dict(r) for r in rows]
 
 

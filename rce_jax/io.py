@@ -9,6 +9,12 @@ import tempfile
 from pathlib import Path
 
 
+# Read once, at import (one thread): os.umask can only be read by setting it, and doing that
+# per write would briefly give files created by other threads (orbax's async saves) mode 0666.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -20,9 +26,7 @@ def atomic_path(path: str | os.PathLike):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    umask = os.umask(0)  # mkstemp makes the file private (0600); give it what open() would
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes the file private (0600); give it what open() would
     try:
         yield Path(tmp)
         os.replace(tmp, path)

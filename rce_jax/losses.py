@@ -32,13 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from rce_kernels.proxy_loss import ce_conf, ce_conf_fused
+from rce_kernels.reference import resolve_vocab_limit
 
 from .scoring import (
     _check_fused_inputs,
     _check_inputs,
     _check_target_range,
     _is_concrete,
-    _resolve_limit,
 )
 
 
@@ -89,7 +89,7 @@ def proxy_loss(logits, targets, mask=None, *, lam, impl: str = "auto",
     mask = _prepare_mask(mask, targets)
     lam, lam_ok = _check_lam(lam)
     V = logits.shape[-1]
-    limit = _resolve_limit(V, vocab_limit)
+    limit = resolve_vocab_limit(V, vocab_limit)
     _check_target_range(targets, limit, mask, what="scored targets")
     safe = jnp.where(mask, targets, 0).reshape(-1)
     ce, conf = ce_conf(logits.reshape(-1, V), safe, mask.reshape(-1), vocab_limit, impl)
@@ -108,7 +108,7 @@ def proxy_loss_fused(hidden, head, targets, mask=None, *, lam, bias=None, impl: 
     _check_fused_inputs(hidden, head, targets, bias)
     mask = _prepare_mask(mask, targets)
     lam, lam_ok = _check_lam(lam)
-    limit = _resolve_limit(head.shape[0], vocab_limit)
+    limit = resolve_vocab_limit(head.shape[0], vocab_limit)
     _check_target_range(targets, limit, mask, what="scored targets")
     safe = jnp.where(mask, targets, 0).reshape(-1)
     ce, conf = ce_conf_fused(hidden.reshape(-1, hidden.shape[-1]), head, bias, safe,

@@ -99,8 +99,9 @@ def fit_with_irreducible(n, ce) -> IrreducibleFit:
     n = np.asarray(n, np.float64)
     ce = np.asarray(ce, np.float64)
     _log_inputs(n, ce)
-    if n.size < 3:
-        raise ValueError(f"a fit with an irreducible term needs at least 3 models; got {n.size}")
+    if np.unique(n).size < 3:
+        raise ValueError("a fit with an irreducible term needs at least 3 distinct sizes; got "
+                         f"{np.unique(n).size}")
     if (ce <= 0).any():
         raise ValueError("CE must be positive for a fit with an irreducible term")
     x = np.log(n)
@@ -191,7 +192,19 @@ def model_row(rec: Mapping, n_field: str) -> dict:
         raise ValueError(f"result {rec.get('model', '?')!r} lacks fields {missing}")
     return {"model": str(rec["model"]), "family": str(rec["family"]), "dataset": str(rec["dataset"]),
             "n": int(rec[n_field]), "ce": float(rec["ce"]), "ee": float(rec["ee"]),
-            "sa": float(rec["sa"]), "conf": float(rec["conf"]), "ee_share": float(rec["ee"]) / float(rec["ce"])}
+            "sa": float(rec["sa"]), "conf": float(rec["conf"]),
+            "ee_share": float(rec["ee"]) / float(rec["ce"]) if float(rec["ce"]) != 0 else math.nan}
+
+
+def check_unique_models(models: Iterable[Mapping]) -> None:
+    """Each model at most once per dataset: a record given twice would be fitted twice."""
+    seen = set()
+    for m in models:
+        key = (m["dataset"], m["model"])
+        if key in seen:
+            raise ValueError(f"model {m['model']!r} on {m['dataset']!r} appears twice; give each "
+                             "model once per dataset")
+        seen.add(key)
 
 
 def fit_groups(models: Sequence[dict]) -> Iterable[tuple[str, str, list[dict]]]:
@@ -221,6 +234,7 @@ def scaling_report(records: Iterable[Mapping], *, n_key: str = "non_embedding",
                     key=lambda m: (m["dataset"], m["family"], m["n"], m["model"]))
     if not models:
         raise ValueError("no results to fit")
+    check_unique_models(models)
     rows, irreducible = [], []
     for dataset, family, group in fit_groups(models):
         n = np.array([m["n"] for m in group], np.float64)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import rce_kernels
+from rce_kernels.reference import resolve_vocab_limit
 
 from .decomposition import Decomposition
 from .stats import TIE_RULE, RankStats
@@ -62,7 +63,7 @@ def token_stats(logits, targets, *, impl: str = "auto", vocab_limit: int | None 
     targets = jnp.asarray(targets)
     _check_inputs(logits, targets)
     V = logits.shape[-1]
-    limit = _resolve_limit(V, vocab_limit)
+    limit = resolve_vocab_limit(V, vocab_limit)
     _check_target_range(targets, limit)
     lead = logits.shape[:-1]
     out = rce_kernels.token_stats(
@@ -99,10 +100,6 @@ def _check_fused_inputs(hidden, head, targets, bias):
         )
 
 
-def _resolve_limit(V, vocab_limit):
-    return rce_kernels.reference.resolve_vocab_limit(V, vocab_limit)
-
-
 def token_stats_fused(hidden, head, targets, *, bias=None, impl: str = "auto",
                       vocab_limit: int | None = None, logits_dtype=None) -> TokenStats:
     """Per-token ``(logp, rank, ties)`` of the logits ``hidden @ head.T + bias`` without
@@ -117,7 +114,7 @@ def token_stats_fused(hidden, head, targets, *, bias=None, impl: str = "auto",
     hidden, head, targets = jnp.asarray(hidden), jnp.asarray(head), jnp.asarray(targets)
     bias = None if bias is None else jnp.asarray(bias)
     _check_fused_inputs(hidden, head, targets, bias)
-    limit = _resolve_limit(head.shape[0], vocab_limit)
+    limit = resolve_vocab_limit(head.shape[0], vocab_limit)
     _check_target_range(targets, limit)
     lead = targets.shape
     out = rce_kernels.fused_token_stats(
@@ -145,12 +142,14 @@ def decompose(logits, targets, mask=None, *, impl: str = "auto", vocab_limit: in
         raise ValueError(f"mask shape {mask.shape} does not match targets shape {targets.shape}")
     mask = mask.astype(bool)
     V = logits.shape[-1]
-    limit = V if vocab_limit is None else vocab_limit
+    limit = resolve_vocab_limit(V, vocab_limit)
     _check_target_range(targets, limit, mask)
     if _is_concrete(mask) and not bool(jnp.any(mask)):
         raise ValueError("all tokens are masked: nothing to decompose")
-    safe_targets = jnp.where(mask, targets, 0)
-    logp, rank, ties = token_stats(logits, safe_targets, impl=impl, vocab_limit=vocab_limit)
+    # Inputs are checked above: straight to the kernels (token_stats would check them again).
+    logp, rank, ties = rce_kernels.token_stats(
+        logits.reshape(-1, V), jnp.where(mask, targets, 0).reshape(-1), vocab_limit=vocab_limit,
+        impl=impl)
     settings = {"tie_rule": TIE_RULE, "vocab_limit": limit, "ranked_logits_dtype": str(logits.dtype)}
     stats = RankStats.from_token_stats(
         logp, rank, ties, mask, vocab_size=limit, meta={**settings, **(meta or {})}

@@ -216,6 +216,11 @@ class RankStats:
             meta = json.loads(str(fields["meta"]))
         except json.JSONDecodeError:
             problems.append("meta is not JSON")
+        else:
+            if not isinstance(meta, dict):
+                problems.append("meta is not a JSON object")
+        if int(fields["n_tied"]) < 0:
+            problems.append("negative n_tied")
         if problems:
             raise StatsFileError(f"{path}: corrupt RankStats file: {'; '.join(problems)}")
         full_count = np.zeros(vocab_size, np.int64)

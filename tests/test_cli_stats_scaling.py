@@ -46,6 +46,20 @@ def test_stats_errors_are_reported_without_traceback(tmp_path, capsys):
     RankStats.zeros(5).save(tmp_path / "empty.npz")
     assert main(["stats", "show", str(tmp_path / "empty.npz")]) == 2
     assert "empty RankStats" in capsys.readouterr().err
+    # Merging needs no decomposition: files without tokens (an idle shard) merge fine ...
+    assert main(["stats", "merge", str(tmp_path / "empty.npz"), str(tmp_path / "one.npz"),
+                 "-o", str(tmp_path / "merged.npz")]) == 0
+    assert RankStats.load(tmp_path / "merged.npz").n_tokens == 1
+    # ... but asking for the decomposition of an empty merge fails before anything is written.
+    RankStats.zeros(5).save(tmp_path / "empty2.npz")
+    assert main(["stats", "merge", str(tmp_path / "empty.npz"), str(tmp_path / "empty2.npz"),
+                 "-o", str(tmp_path / "none.npz"), "--decomposition", str(tmp_path / "none.json")]) == 2
+    assert "empty RankStats" in capsys.readouterr().err
+    assert not (tmp_path / "none.npz").exists() and not (tmp_path / "none.json").exists()
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", "m", "--data", "d", "--context-length", "8", "--out", "o",
+              "--profile-ranks", "2,x"])
+    assert "--profile-ranks takes comma-separated integers, got '2,x'" in capsys.readouterr().err
 
 
 def test_scaling_command_writes_tables(tmp_path, capsys):

@@ -48,6 +48,12 @@ def test_irreducible_term_is_recovered():
     assert fit.r2 == pytest.approx(1.0, abs=1e-10)
 
 
+def test_irreducible_fit_needs_three_distinct_sizes():
+    """Three parameters cannot be fitted to two sizes, however many models share them."""
+    with pytest.raises(ValueError, match="3 distinct sizes; got 2"):
+        fit_with_irreducible([1e6, 1e6, 1e7], [3.0, 3.1, 2.5])
+
+
 @pytest.mark.parametrize(
     "n,m,message",
     [
@@ -118,3 +124,19 @@ def test_report_refuses_bad_records():
                          "ce": 1.0, "sa": 1.0, "conf": 1.0}])
     with pytest.raises(ValueError, match="n_key"):
         scaling_report(_records(fresh_rng()), n_key="embedding")
+
+
+def test_report_refuses_a_model_given_twice():
+    """A record passed twice (e.g. a results folder and one of its files) would be fitted twice."""
+    recs = _records(fresh_rng())
+    with pytest.raises(ValueError, match="'pythia-0' on 'wiki' appears twice"):
+        scaling_report(recs + [recs[0]])
+
+
+def test_zero_cross_entropy_gives_a_nan_share():
+    """EE/CE of a record with CE = 0 is NaN (as Decomposition.ee_share), never ZeroDivisionError."""
+    from rce_jax.scaling import model_row
+
+    rec = {"model": "m", "family": "f", "dataset": "d", "n_params_non_embedding": 5,
+           "ce": 0.0, "ee": 0.0, "sa": 0.0, "conf": 0.0}
+    assert np.isnan(model_row(rec, "n_params_non_embedding")["ee_share"])

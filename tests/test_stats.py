@@ -157,6 +157,8 @@ def test_load_refuses_missing_corrupt_and_foreign_files(tmp_path):
         ("count", {"count": np.array([2, 0])}, "non-positive counts"),
         ("sums", {"sum_logp": np.array([-1.0, np.nan])}, "non-finite sums"),
         ("meta", {"meta": np.array("{not json")}, "meta is not JSON"),
+        ("meta_list", {"meta": np.array("[1]")}, "meta is not a JSON object"),
+        ("n_tied", {"n_tied": np.array(-1)}, "negative n_tied"),
     ]:
         path = tmp_path / f"{name}.npz"
         _write_npz(path, **{**_valid_fields(), **change})

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 
+import argparse
+
+
 def parse_ranks(text: str) -> tuple[int, ...]:
     try:
         ranks = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError as e:
-        raise ValueError(f"--profile-ranks takes comma-separated integers, got {text!r}") from e
+    except ValueError as e:  # ArgumentTypeError: argparse shows this message as it is
+        raise argparse.ArgumentTypeError(
+            f"--profile-ranks takes comma-separated integers, got {text!r}") from e
     return ranks
 
 

@@ -36,7 +36,9 @@ def load_merged(files) -> RankStats:
 
 def run(args) -> int:
     stats = load_merged(args.files)
-    dec = stats.decompose()
+    # Merging needs no decomposition (files without tokens merge fine); show and
+    # --decomposition do, and an empty merge is refused before anything is written.
+    dec = stats.decompose() if args.verb == "show" or args.decomposition else None
     if args.verb == "show":
         if args.json:
             print(json.dumps({"meta": stats.meta, "n_tied": stats.n_tied, **dec.to_dict()}))
