@@ -169,6 +169,26 @@ def test_fused_lam_zero_is_cross_entropy_through_the_head():
         np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=0, atol=1e-5)
 
 
+def test_fused_masked_rows_with_overflowing_logits_change_no_gradient():
+    """A masked row whose logits overflow (inf / NaN) leaves the loss and every gradient exactly
+    as if that row held zeros: masked rows contribute nothing, not 0 * NaN."""
+    T, D, V = 24, 8, 50
+    k = jax.random.split(jax.random.key(11), 4)
+    hidden = jax.random.normal(k[0], (T, D))
+    head = jax.random.normal(k[1], (V, D)) / 2
+    bias = jax.random.normal(k[2], (V,)) * 0.1
+    targets = jax.random.randint(k[3], (T,), 0, V)
+    mask = jnp.ones(T, bool).at[5].set(False)
+    f = lambda h, w, b: rce_jax.proxy_loss_fused(h, w, targets, mask, lam=0.3, bias=b,
+                                                 impl="xla")[0]
+    grad = jax.value_and_grad(f, argnums=(0, 1, 2))
+    clean_loss, clean = grad(hidden.at[5].set(0.0), head, bias)
+    loss, grads = grad(hidden.at[5].set(3e38), head, bias)  # row 5 finite, its logits overflow
+    assert float(loss) == float(clean_loss)
+    for g, r in zip(grads, clean):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(r))
+
+
 def test_fused_backward_with_blocks_that_do_not_divide_the_shapes():
     """The tiled backward (7-row blocks on T = 30, 32-column tiles on a vocab_limit of 101, so
     both last blocks are clamped and overlap) gives the hidden, head and bias gradients of the

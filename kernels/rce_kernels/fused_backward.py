@@ -69,7 +69,9 @@ def fused_logits_backward_xla(hidden_TxD, head_VxD, bias_V, targets_T, lse_T, we
             col = c0 + lax.broadcasted_iota(jnp.int32, (B, C), 1)
             fresh = col >= j * C
             p = jnp.where(fresh, jnp.exp(x - lse[:, None]), 0.0)
-            g = (w * (p - (fresh & (col == y[:, None])))).astype(ldt)
+            # Rows of weight 0 (masked) contribute exactly 0, even where their logits
+            # overflow (0 * NaN would otherwise reach every head and bias gradient).
+            g = jnp.where(w != 0, w * (p - (fresh & (col == y[:, None]))), 0.0).astype(ldt)
             dh = dh + _dot_f32(g, w_c, (((1,), (0,)), ((), ())), precision)
             g = jnp.where(fresh_row, g, jnp.zeros((), g.dtype))
             dw = _dot_f32(g, h, (((0,), (0,)), ((), ())), precision)
