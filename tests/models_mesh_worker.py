@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from rce_jax.models import compute_logits, from_pretrained, init_model  # noqa: E402
+from rce_jax.models.checkpoint import Checkpoint  # noqa: E402
 from rce_jax.sharding import make_mesh, shard_batch  # noqa: E402
 
 
@@ -25,8 +26,23 @@ def specs(model):
             for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
 
 
+def distinct_blocks(model):
+    """How many different blocks the model's parameters are made of on their devices."""
+    return sum(len({tuple(s.indices(n) for s, n in zip(idx, a.shape))
+                    for idx in a.sharding.devices_indices_map(a.shape).values()})
+               for _, v in nnx.to_flat_state(nnx.state(model, nnx.Param)) for a in [v[...]])
+
+
 def main(out_path, dirs):
     assert jax.device_count() == 8
+    reads = []
+    original_read = Checkpoint.read
+
+    def counting_read(self, name, index):
+        reads.append(name)
+        return original_read(self, name, index)
+
+    Checkpoint.read = counting_read
     results = {}
     for d in dirs:
         model, config, _ = from_pretrained(d, tokenizer=False)
@@ -37,7 +53,9 @@ def main(out_path, dirs):
         r = {"family": config.family}
         for data, mdl in ((8, 1), (2, 4)):
             mesh = make_mesh(data, mdl)
+            reads.clear()
             sharded, _, _ = from_pretrained(d, mesh=mesh, tokenizer=False)
+            n_reads = len(reads)
             with jax.set_mesh(mesh):
                 out = compute_logits(sharded, shard_batch(ids, mesh))
                 out_seg = compute_logits(sharded, shard_batch(ids, mesh),
@@ -54,6 +72,7 @@ def main(out_path, dirs):
                 "output_spec": str(tuple(out.sharding.spec)),
                 "specs": specs(sharded), "init_specs": specs(fresh),
                 "init_same_as_single_device": same_init,
+                "checkpoint_reads": n_reads, "distinct_blocks": distinct_blocks(sharded),
             }
         results[d] = r
     with open(out_path, "w") as f:

@@ -104,6 +104,23 @@ def test_index_naming_a_missing_shard(good_dir, tmp_path):
         from_pretrained(d, tokenizer=False)
 
 
+def test_tensor_in_two_shards_is_named_as_a_duplicate(good_dir, tmp_path):
+    """Two shard files holding the same tensor are refused as such, not as a corrupt file."""
+    d = _copy(good_dir, tmp_path)
+    tensors = load_file(os.path.join(d, "model.safetensors"))
+    os.remove(os.path.join(d, "model.safetensors"))
+    names = sorted(tensors)
+    first, second = names[: len(names) // 2], names[len(names) // 2 - 1:]  # one name in both
+    save_file({k: tensors[k] for k in first}, os.path.join(d, "a.safetensors"))
+    save_file({k: tensors[k] for k in second}, os.path.join(d, "b.safetensors"))
+    weight_map = {**{k: "a.safetensors" for k in first}, **{k: "b.safetensors" for k in second}}
+    with open(os.path.join(d, "model.safetensors.index.json"), "w") as f:
+        json.dump({"weight_map": weight_map}, f)
+    with pytest.raises(CheckpointError, match=f"tensor '{first[-1]}' appears in both") as e:
+        from_pretrained(d, tokenizer=False)
+    assert "corrupt" not in str(e.value)
+
+
 @pytest.mark.parametrize("edit, attribute", [
     (lambda c: c.update(rope_parameters={"rope_type": "yarn", "factor": 4.0,
                                          "rope_theta": 1e4}), "yarn"),

@@ -45,12 +45,14 @@ def mesh_results(tmp_path_factory):
 def test_sharded_logits_equal_single_device(mesh_results, name, mesh):
     """On 8 simulated devices, meshes 8x1 and 2x4 give the single-device logits to 1e-5
     (plain and packed rows); the output is sharded on 'data'; init_model gives the same
-    values with and without a mesh."""
+    values with and without a mesh; loading reads each distinct block of the checkpoint once,
+    however many devices hold it."""
     r = mesh_results[name][mesh]
     assert r["max_diff"] <= 1e-5 and r["max_diff_segments"] <= 1e-5
     assert r["output_spec"].startswith("('data',")
     assert r["init_same_as_single_device"]
     assert r["specs"] == r["init_specs"]
+    assert r["checkpoint_reads"] == r["distinct_blocks"]
 
 
 def test_rules_shard_what_divides_and_replicate_the_rest(mesh_results):

@@ -62,18 +62,18 @@ class Checkpoint:
         missing = [f for f in files if not os.path.exists(os.path.join(self.directory, f))]
         if missing:
             raise CheckpointError(f"{path} lists shard files that do not exist: {missing}")
-        self._index = weight_map
         return [os.path.join(self.directory, f) for f in files]
 
     def _scan_safetensors(self, paths: Sequence[str]) -> None:
         for path in paths:
             try:
                 with safe_open(path, framework="numpy") as f:
-                    for name in f.keys():
-                        self._add(name, path, tuple(f.get_slice(name).get_shape()))
+                    shapes = [(name, tuple(f.get_slice(name).get_shape())) for name in f.keys()]
             except Exception as e:  # safetensors raises its own error type for bad files
                 raise CheckpointError(
                     f"{path}: cannot read this safetensors file (truncated or corrupt?): {e}") from e
+            for name, shape in shapes:  # outside the try: a duplicate is not a corrupt file
+                self._add(name, path, shape)
 
     def _scan_torch(self, paths: Sequence[str]) -> None:
         try:

@@ -19,7 +19,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from safetensors.numpy import save_file
 
-from rce_jax.io import write_json
+from rce_jax.io import atomic_path, write_json
 from rce_jax.models.checkpoint import SAFE_INDEX, SAFE_SINGLE
 from rce_jax.models.config import ModelConfig
 from rce_jax.models.families import family_spec
@@ -75,9 +75,8 @@ def save_pretrained(model, config: ModelConfig, out_dir: str | os.PathLike, toke
             weight_map[k] = fname
             total += t.nbytes
         if writer:
-            path = os.path.join(out_dir, fname)
-            save_file(tensors, path + ".tmp", metadata={"format": "pt"})
-            os.replace(path + ".tmp", path)
+            with atomic_path(os.path.join(out_dir, fname)) as tmp:
+                save_file(tensors, str(tmp), metadata={"format": "pt"})
         del tensors
     if not writer:
         return out_dir

@@ -117,10 +117,12 @@ def match_checkpoint(ckpt: Checkpoint, spec: FamilySpec, config: ModelConfig,
     return {expected[canon].path: (expected[canon], name) for canon, name in found.items()}
 
 
-def load_state(ckpt: Checkpoint, config: ModelConfig, graphdef_and_state, *, mesh: Mesh | None,
+def load_state(ckpt: Checkpoint, config: ModelConfig, abstract_state, *, mesh: Mesh | None,
                param_dtype) -> nnx.State:
-    """Create every parameter from the checkpoint, directly in its sharding."""
-    _, abstract_state = graphdef_and_state
+    """Create every parameter from the checkpoint, directly in its sharding.
+
+    Each distinct block is read once: devices that hold the same block (replicas along 'data')
+    share it, since ``make_array_from_callback`` asks once per device."""
     flat = list(nnx.to_flat_state(abstract_state))
     shapes = {path_str(p): tuple(v.get_value().shape) for p, v in flat}
     plan = match_checkpoint(ckpt, family_spec(config.family), config, shapes)
@@ -131,9 +133,14 @@ def load_state(ckpt: Checkpoint, config: ModelConfig, graphdef_and_state, *, mes
         shape, pattern = shapes[path], parse_pattern(entry.pattern)
         sharding = param_sharding(path, shape, config.family, mesh)
 
-        def block(index, name=name, shape=shape, pattern=pattern):
-            data = pattern.read_block(lambda hf_index: ckpt.read(name, hf_index), shape, index)
-            return np.asarray(data, dtype=param_dtype)
+        read = {}  # this parameter's blocks, by index
+
+        def block(index, name=name, shape=shape, pattern=pattern, read=read):
+            key = tuple(s.indices(n) for s, n in zip(index, shape))
+            if key not in read:
+                data = pattern.read_block(lambda hf_index: ckpt.read(name, hf_index), shape, index)
+                read[key] = np.asarray(data, dtype=param_dtype)
+            return read[key]
 
         arr = jax.make_array_from_callback(shape, sharding, block, dtype=param_dtype)
         out.append((p, v.replace(value=arr)))
@@ -157,7 +164,7 @@ def from_pretrained(path: str | os.PathLike, *, dtype=jnp.float32, param_dtype=N
     ckpt = Checkpoint(directory)
     graphdef, abstract_state = nnx.split(abstract_model(
         config, dtype=dtype, param_dtype=param_dtype, attention_impl=attention_impl))
-    state = load_state(ckpt, config, (graphdef, abstract_state), mesh=mesh, param_dtype=param_dtype)
+    state = load_state(ckpt, config, abstract_state, mesh=mesh, param_dtype=param_dtype)
     model = nnx.merge(graphdef, state)
     tok = load_tokenizer(directory) if tokenizer else None
     return model, config, tok
