@@ -291,3 +291,23 @@ def test_bad_input_gives_clear_errors_and_no_result(setup, tmp_path, capsys):
                  "--context-length", "4096", "--out", str(out), "--cache-dir", str(root / "cache")]) == 2
     assert "exceeds the model's maximum 128" in capsys.readouterr().err
     assert not out.exists() or not list(out.glob("*.json"))
+
+
+def test_damaged_snapshot_files_start_the_run_over(tmp_path, capsys):
+    """A partial state whose statistics or profile file is truncated is discarded with a message,
+    never a traceback: the run starts again from batch 0."""
+    from rce_jax.evaluate.profile import ProfileStats
+    from rce_jax.evaluate.resume import EvalState
+    from rce_jax.stats import RankStats
+
+    settings = {"context_length": 8}
+    for damaged in ("stats", "profile"):
+        folder = tmp_path / damaged
+        state = EvalState.open(folder, settings, RankStats(3, [1, 2, 0], [-0.5, -3.0, 0.0]),
+                               ProfileStats((1,), 2))
+        state.save(4)
+        target = next(folder.glob(f"{damaged}-*.npz"))
+        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+        again = EvalState.open(folder, settings, RankStats.zeros(3), ProfileStats((1,), 2))
+        assert again.next_batch == 0 and again.stats.n_tokens == 0
+        assert "unreadable partial state" in capsys.readouterr().out

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import zipfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ..io import atomic_path
 
 
 @functools.partial(jax.jit, static_argnames=("ranks", "top_k"))
@@ -61,11 +64,18 @@ class ProfileStats:
         return {"ranks": list(self.ranks), "top_k": self.top_k, "count": self.count.tolist(),
                 "mean_sorted_probs": mean.tolist()}
 
-    def arrays(self) -> dict:
-        """The state as arrays (for an evaluation checkpoint)."""
-        return {"profile_ranks": np.asarray(self.ranks, np.int64), "profile_sums": self.sums,
-                "profile_count": self.count}
+    def save(self, path) -> None:
+        """Write the state (an evaluation snapshot) atomically as ``.npz``."""
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, profile_ranks=np.asarray(self.ranks, np.int64), profile_sums=self.sums,
+                     profile_count=self.count)
 
     @classmethod
-    def from_arrays(cls, arrays, top_k: int) -> ProfileStats:
-        return cls(tuple(arrays["profile_ranks"].tolist()), top_k, arrays["profile_sums"], arrays["profile_count"])
+    def load(cls, path, top_k: int) -> ProfileStats:
+        """Read a state written by ``save``; an unreadable file is a ValueError naming it."""
+        try:
+            with np.load(path) as z:
+                return cls(tuple(z["profile_ranks"].tolist()), top_k, z["profile_sums"],
+                           z["profile_count"])
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{path}: not a readable score-profile snapshot ({e})") from e

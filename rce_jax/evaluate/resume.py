@@ -12,9 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-
-from ..io import atomic_path, write_json
+from ..io import write_json
 from ..stats import RankStats
 from .profile import ProfileStats
 
@@ -54,8 +52,7 @@ class EvalState:
                     stats = RankStats.load(folder / state["stats_file"])
                     profile = None
                     if fresh_profile is not None:
-                        with np.load(folder / state["profile_file"]) as z:
-                            profile = ProfileStats.from_arrays(z, fresh_profile.top_k)
+                        profile = ProfileStats.load(folder / state["profile_file"], fresh_profile.top_k)
                     return cls(folder, settings, stats, profile, int(state["next_batch"]))
             except (OSError, ValueError, KeyError) as e:
                 print(f"[rce-jax eval] {folder}: unreadable partial state ({e}); starting over")
@@ -70,8 +67,7 @@ class EvalState:
         state = {"next_batch": next_batch, "stats_file": stats_file, "settings": self.settings}
         if self.profile is not None:
             state["profile_file"] = f"profile-{next_batch:08d}.npz"
-            with atomic_path(self.folder / state["profile_file"]) as tmp, open(tmp, "wb") as f:
-                np.savez(f, **self.profile.arrays())
+            self.profile.save(self.folder / state["profile_file"])
         write_json(self.folder / STATE, state)
         self.next_batch = next_batch
         keep = {STATE, stats_file, state.get("profile_file")}

@@ -29,7 +29,7 @@ from ..plots import slug
 from ..stats import TIE_RULE, RankStats
 from .profile import ProfileStats
 from .resume import EvalState
-from ..sharding import shard_batch
+from ..sharding import DATA, shard_batch
 from .step import ScoreOptions, score_batch
 
 RESULT_SCHEMA = "rce-jax/eval-result"
@@ -161,6 +161,10 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
         print(f"[rce-jax eval] {out_file} exists; skipping (use --force to recompute)")
         return existing
     mesh = make_mesh(model=config.model_parallel) if jax.device_count() > 1 else None
+    data_devices = mesh.shape[DATA] if mesh is not None else 1
+    if config.batch_size % data_devices:  # before loading anything
+        raise ValueError(f"batch size {config.batch_size} does not split over the "
+                         f"{data_devices} data-parallel devices")
     model, mconfig, tokenizer = from_pretrained(model_path, dtype=jnp.dtype(config.dtype), mesh=mesh)
     if tokenizer is None:
         raise ValueError(f"{model_path}: the model directory has no tokenizer files")
@@ -172,9 +176,10 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
         raise ValueError(f"the tokenizer has {n_tok} tokens but the model's vocabulary has "
                          f"{mconfig.vocab_size} rows: tokenizer and model do not fit together")
     vocab_limit = n_tok if config.rank_vocab == "tokenizer" and n_tok < mconfig.vocab_size else None
-    if config.profile_ranks and config.profile_top_k > (vocab_limit or mconfig.vocab_size):
+    limit = vocab_limit or mconfig.vocab_size  # the ranked vocabulary
+    if config.profile_ranks and config.profile_top_k > limit:
         raise ValueError(f"--profile-top-k {config.profile_top_k} exceeds the ranked vocabulary "
-                         f"({vocab_limit or mconfig.vocab_size})")
+                         f"({limit})")
     load_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -182,11 +187,7 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     plan = plan_batches(tokenized, seq_len=config.context_length, batch_size=config.batch_size,
                         packing=config.packing, max_tokens=config.max_tokens)
     tokenize_s = time.perf_counter() - t1
-    if config.batch_size % max(1, jax.device_count() // config.model_parallel):
-        raise ValueError(f"batch size {config.batch_size} does not split over the "
-                         f"{jax.device_count() // config.model_parallel} data-parallel devices")
 
-    limit = vocab_limit or mconfig.vocab_size
     options = ScoreOptions(vocab_limit=vocab_limit, impl=config.impl, fused=config.fused,
                            logits_dtype="float32" if config.upcast_logits else None,
                            profile_ranks=tuple(config.profile_ranks), profile_top_k=config.profile_top_k)
