@@ -28,8 +28,7 @@ from rce_jax.evaluate import EvalConfig, evaluate  # noqa: E402
 from rce_jax.io import write_json, write_text  # noqa: E402
 from rce_jax.plots import save  # noqa: E402
 from rce_jax.train import train  # noqa: E402
-from rce_jax.train.checkpoint import MetricsLog  # noqa: E402
-from rce_jax.train.config import LossSection, ModelSection  # noqa: E402
+from rce_jax.train.config import ModelSection  # noqa: E402
 from rce_jax.train.demo import DEMO, QUICK  # noqa: E402
 
 KEYS = ("ce", "ee", "sa", "conf")
@@ -56,19 +55,19 @@ def main(argv=None):
             base.optim, warmup_steps=min(base.optim.warmup(base.steps), args.steps // 10)))
     out = Path(args.out)
     eval_config = EvalConfig(context_length=base.context_length, batch_size=ladder.eval_batch_size,
-                             max_tokens=ladder.eval_max_tokens)
+                             max_tokens=ladder.eval_max_tokens, text_field=base.data.text_field)
     rows = []
     for lam in lams:
         name = f"lam{lam:g}"
-        config = base.replace(loss=LossSection(lam=lam))
+        config = base.replace(loss=dataclasses.replace(base.loss, lam=lam))  # only lam changes
         result = train(config, out / "runs" / name, progress=not args.no_progress, figures=False)
-        train_rows = [r for r in MetricsLog(out / "runs" / name / "metrics.jsonl").rows() if "loss" in r]
+        last = result.summary["final_train"]
         for spec in base.data.eval:
             rec = evaluate(result.model_dir, spec, out / "results", eval_config, model_name=name,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, cache_dir=base.data.cache_dir)
             rows.append({"lam": lam, "dataset": rec["dataset"], "n_tokens": rec["n_tokens"],
                          **{k: rec[k] for k in (*KEYS, "ee_share", "top1")},
-                         "final_train_ce": train_rows[-1]["ce"], "final_train_conf": train_rows[-1]["conf"]})
+                         "final_train_ce": last["ce"], "final_train_conf": last["conf"]})
     summary = {"model": base.model.preset, "n_params_non_embedding": result.summary["n_params_non_embedding"],
                "steps": base.steps, "tokens_per_run": result.summary["tokens_trained"], "lams": lams,
                "recipe": base.to_dict(), "rows": rows}

@@ -156,3 +156,12 @@ def shard_batch(batch, mesh: Mesh | None):
                                             lambda index: x[index])
 
     return jax.tree.map(put, batch)
+
+
+def check_hosts_agree(value: int, message: str) -> None:
+    """On several processes, fail with ``message`` unless every process holds the same
+    ``value`` (e.g. the batch or step a resumed run continues from); a no-op on one process."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.assert_equal(np.int64(value), message)

@@ -1,5 +1,6 @@
 """The training config: YAML/JSON loading, command-line overrides, clear errors for bad values."""
 
+import dataclasses
 import json
 
 import pytest
@@ -114,6 +115,9 @@ def test_rerun_with_another_config_is_refused(tmp_path):
     _check_out_dir(tmp_path, a.with_overrides(["save_every=7", "keep=5"]), restart=False, writer=True)
     with pytest.raises(ConfigError, match=r"differs in: optim.lr, steps"):
         _check_out_dir(tmp_path, a.with_overrides(["optim.lr=0.1", "steps=120"]), restart=False, writer=True)
+    # On a multi-host run, the processes that do not write accept --restart too (before, they
+    # compared the old config and refused it).
+    _check_out_dir(tmp_path, a.with_overrides(["steps=120"]), restart=True, writer=False)
     _check_out_dir(tmp_path, a.with_overrides(["steps=120"]), restart=True, writer=True)
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 120
     assert "save_every" not in identity(a)
@@ -138,3 +142,17 @@ def test_auto_loss_path_follows_backend_size_and_mesh(backend, devices, tokens, 
     # an explicit choice is kept whatever the machine
     assert resolve_loss(LossSection(impl="pallas", head="materialised"), tokens_per_step=tokens,
                         vocab_size=2048, backend=backend, num_devices=devices) == ("materialised", "pallas")
+
+
+def test_ladder_folder_accepts_what_a_run_accepts_and_refuses_the_rest(tmp_path):
+    """A ladder folder may be rerun with the changes a single run allows (checkpointing and cache
+    folders, config.RESUMABLE_CHANGES) and refuses a recipe that changes the numbers."""
+    from rce_jax.train.demo import QUICK
+    from rce_jax.train.ladder import _check_spec
+
+    _check_spec(tmp_path, QUICK)
+    same = QUICK.recipe.with_overrides(["save_every=3", "keep=9", "data.cache_dir=/tmp/elsewhere",
+                                        "tokenizer.cache_dir=/tmp/elsewhere"])
+    _check_spec(tmp_path, dataclasses.replace(QUICK, recipe=same))
+    with pytest.raises(ConfigError, match=r"holds another ladder \(differs in: recipe.optim.lr\)"):
+        _check_spec(tmp_path, dataclasses.replace(QUICK, recipe=QUICK.recipe.with_overrides(["optim.lr=0.5"])))

@@ -10,7 +10,7 @@ Typical use (see each module for the exact conventions)::
     metrics = plan.text_metrics(sum_logprob)                 # word/byte perplexity, bits/byte
 """
 
-from rce_jax.data.corpora import Corpus, load_corpus, parse_spec
+from rce_jax.data.corpora import Corpus, as_corpus, load_corpus, parse_spec
 from rce_jax.data.embedded import CODE_MODULES, EMBEDDED_CORPORA, is_heldout
 from rce_jax.data.metrics import TextMetrics, count_bytes, count_words
 from rce_jax.data.packing import (
@@ -47,6 +47,7 @@ __all__ = [
     "count_words",
     "default_cache_dir",
     "is_heldout",
+    "as_corpus",
     "load_corpus",
     "make_windows",
     "pack_windows",

@@ -232,3 +232,10 @@ def load_corpus(
         name = target
     pairs = list(itertools.islice(named, max_docs))
     return Corpus(name, tuple(t for _, t in pairs), tuple(n for n, _ in pairs))
+
+
+def as_corpus(spec_or_corpus, *, text_field: str = "text") -> Corpus:
+    """A ``Corpus`` as it is, or the corpus a spec names (``load_corpus``)."""
+    if isinstance(spec_or_corpus, Corpus):
+        return spec_or_corpus
+    return load_corpus(spec_or_corpus, text_field=text_field)

@@ -19,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 import rce_kernels
 from flax import nnx
-from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from .. import __version__
@@ -29,7 +28,7 @@ from ..plots import slug
 from ..stats import TIE_RULE, RankStats
 from .profile import ProfileStats
 from .resume import EvalState
-from ..sharding import DATA, shard_batch
+from ..sharding import DATA, check_hosts_agree, shard_batch
 from .step import ScoreOptions, score_batch
 
 RESULT_SCHEMA = "rce-jax/eval-result"
@@ -205,10 +204,8 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
                            RankStats.zeros(limit, {"tie_rule": settings["tie_rule"],
                                                    "ranked_logits_dtype": settings["ranked_logits_dtype"],
                                                    "vocab_limit": limit}), fresh_profile)
-    if jax.process_count() > 1:  # every host must continue from the same batch
-        multihost_utils.assert_equal(np.int64(state.next_batch),
-                                     "hosts read different partial states: the output folder "
-                                     "must be on storage that every host sees")
+    check_hosts_agree(state.next_batch, "hosts read different partial states: the output folder "
+                      "must be on storage that every host sees")
     if state.next_batch:
         print(f"[rce-jax eval] resuming {model_name} on {corpus.name} at batch "
               f"{state.next_batch}/{plan.num_batches} ({state.stats.n_tokens} tokens done)")

@@ -20,11 +20,9 @@ exactly the batches the uninterrupted one would, and no state needs saving.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
-from ..data import load_corpus, tokenize_corpus
+from ..data import as_corpus, prefix_token_id, tokenize_corpus
 
 _EPOCH_TAG = 0x7EA1  # separates the data stream's generators from other uses of the seed
 
@@ -32,32 +30,31 @@ _EPOCH_TAG = 0x7EA1  # separates the data stream's generators from other uses of
 class TrainStream:
     """The training token stream of a run and its deterministic batches."""
 
-    def __init__(self, tokens: np.ndarray, doc_ids: np.ndarray, *, seq_len: int, seed: int,
-                 names: tuple[str, ...] = ()):
+    def __init__(self, tokens: np.ndarray, doc_ids: np.ndarray, *, seq_len: int, seed: int):
         self.tokens = np.asarray(tokens, np.int32)
         self.doc_ids = np.asarray(doc_ids, np.int32)
         if self.tokens.shape != self.doc_ids.shape or self.tokens.ndim != 1:
             raise ValueError("tokens and doc_ids must be 1-D arrays of equal length")
         self.seq_len = int(seq_len)
         self.seed = int(seed)
-        self.names = names
         self.num_chunks = (len(self.tokens) - self.seq_len) // self.seq_len
+        self._epochs = {}  # the last two epochs' (offset, permutation), per stream
         if self.num_chunks < 1:
             raise ValueError(f"the training data has {len(self.tokens)} tokens, too few for even "
                              f"one row of context length {self.seq_len} (need at least {2 * self.seq_len})")
 
     @classmethod
-    def from_corpora(cls, specs, tokenizer, *, seq_len: int, seed: int, text_field: str = "text",
+    def from_corpora(cls, corpora, tokenizer, *, seq_len: int, seed: int, text_field: str = "text",
                      cache_dir=None) -> TrainStream:
-        bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-        prefix = bos if bos is not None else eos
-        if prefix is None:
-            raise ValueError("the tokenizer has neither BOS nor EOS: documents cannot be separated")
+        """``corpora``: specs or already loaded ``Corpus`` objects."""
+        prefix = prefix_token_id(tokenizer)  # documents are separated by it
+        eos = tokenizer.eos_token_id
         extra = 2 if eos is not None and eos != prefix else 1  # prefix (+ EOS) per document
         token_parts, doc_parts, n_docs = [], [], 0
-        for spec in specs:
-            tc = tokenize_corpus(load_corpus(spec, text_field=text_field), tokenizer, cache_dir=cache_dir)
-            lengths = np.diff(tc.offsets)
+        corpora = [as_corpus(c, text_field=text_field) for c in corpora]
+        for corpus in corpora:
+            tc = tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir)
+            lengths = tc.doc_lengths
             kept = lengths > 0  # empty documents contribute nothing
             n = lengths[kept]
             new_len = n + extra
@@ -73,19 +70,20 @@ class TrainStream:
             doc_parts.append(np.repeat(np.arange(n_docs, n_docs + len(n), dtype=np.int32), new_len))
             n_docs += len(n)
         if not n_docs:
-            raise ValueError(f"the training corpora {list(specs)} hold no tokens")
-        return cls(np.concatenate(token_parts), np.concatenate(doc_parts), seq_len=seq_len, seed=seed,
-                   names=tuple(specs))
+            raise ValueError(f"the training corpora {[c.name for c in corpora]} hold no tokens")
+        return cls(np.concatenate(token_parts), np.concatenate(doc_parts), seq_len=seq_len, seed=seed)
 
     @property
     def num_tokens(self) -> int:
         return len(self.tokens)
 
-    @functools.lru_cache(maxsize=2)
     def _epoch(self, epoch: int) -> tuple[int, np.ndarray]:
-        rng = np.random.default_rng([self.seed, _EPOCH_TAG, epoch])
-        offset = int(rng.integers(0, self.seq_len))
-        return offset, rng.permutation(self.num_chunks)
+        if epoch not in self._epochs:
+            rng = np.random.default_rng([self.seed, _EPOCH_TAG, epoch])
+            if len(self._epochs) >= 2:
+                self._epochs.pop(min(self._epochs))
+            self._epochs[epoch] = int(rng.integers(0, self.seq_len)), rng.permutation(self.num_chunks)
+        return self._epochs[epoch]
 
     def row_starts(self, step: int, batch_size: int) -> np.ndarray:
         """Stream offsets of the ``batch_size`` rows of ``step``."""
@@ -108,6 +106,3 @@ class TrainStream:
         seg = docs[:, :L] - docs[:, :1] + 1
         return {"input_ids": toks[:, :L], "target_ids": toks[:, 1:], "segment_ids": seg.astype(np.int32),
                 "loss_mask": docs[:, 1:] == docs[:, :L]}
-
-    def tokens_per_epoch(self) -> int:
-        return self.num_chunks * self.seq_len

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flax import nnx
-
 from ..data import load_corpus, plan_batches, tokenize_corpus
 from ..evaluate import ScoreOptions, score_plan
 from ..plots import plot_p_evolution, plot_training_dynamics, slug
@@ -31,15 +29,13 @@ def build_eval_sets(config, tokenizer) -> list[tuple[str, object]]:
     return sets
 
 
-def run_evals(eval_sets, graphdef, params, mesh, eval_section) -> dict:
-    """``{corpus: {ce, ee, sa, conf, ee_share, top1, n_tokens, rank_stats}}`` of ``params``."""
+def run_evals(eval_sets, graphdef, params, mesh, eval_section, vocab_size: int) -> dict:
+    """``{corpus: {ce, ee, sa, conf, ee_share, top1, n_tokens, rank_stats}}`` of ``params``
+    (``vocab_size``: rows of the LM head, all ranked)."""
     options = ScoreOptions(impl=eval_section.impl, fused=eval_section.fused)
-    vocab = None
     out = {}
     for name, plan in eval_sets:
-        if vocab is None:
-            vocab = nnx.merge(graphdef, params).lm_head()[0].shape[0]
-        stats = RankStats.zeros(vocab, {"tie_rule": TIE_RULE})
+        stats = RankStats.zeros(vocab_size, {"tie_rule": TIE_RULE})
         score_plan(plan, graphdef, params, options, mesh, stats=stats, progress=False)
         dec = stats.decompose()
         out[name] = {"ce": dec.ce, "ee": dec.ee, "sa": dec.sa, "conf": dec.conf,

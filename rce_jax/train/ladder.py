@@ -23,7 +23,7 @@ from ..evaluate import EvalConfig, evaluate, result_path
 from ..io import write_json
 from ..scaling import scaling_report
 from .checkpoint import MetricsLog
-from .config import ConfigError, TrainConfig, diff_keys
+from .config import ConfigError, TrainConfig, diff_keys, identity
 from .evals import write_training_figures
 from .loop import train
 from .report import build_report
@@ -66,11 +66,10 @@ def _check_spec(out: Path, spec: LadderSpec) -> None:
     saved = out / "ladder.json"
     if saved.exists():
         old = json.loads(saved.read_text())
-        for volatile in (("recipe", "save_every"), ("recipe", "keep")):
-            old.get(volatile[0], {}).pop(volatile[1], None)
         new = spec.to_dict()
-        for volatile in (("recipe", "save_every"), ("recipe", "keep")):
-            new[volatile[0]].pop(volatile[1], None)
+        # The recipe may change exactly what a single run may change (config.RESUMABLE_CHANGES).
+        old["recipe"] = identity(TrainConfig.from_dict(old["recipe"]))
+        new["recipe"] = identity(spec.recipe)
         changed = diff_keys(old, new)
         if changed:
             raise ConfigError(f"{out} holds another ladder (differs in: {', '.join(changed)}); "

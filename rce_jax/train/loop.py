@@ -27,9 +27,10 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
+from ..data import load_corpus
 from ..io import write_json
 from ..models import init_model, param_counts, save_pretrained
-from ..sharding import DATA, make_mesh
+from ..sharding import DATA, check_hosts_agree, make_mesh
 from .checkpoint import Checkpoints, MetricsLog
 from .config import ConfigError, TrainConfig, diff_keys, identity
 from .data import TrainStream
@@ -56,10 +57,12 @@ def _say(msg: str, verbose: bool) -> None:
 
 def _check_out_dir(out: Path, config: TrainConfig, restart: bool, writer: bool) -> None:
     saved = out / "config.json"
-    if restart and writer:
-        for name in ("checkpoints", "metrics.jsonl", "summary.json", "model", "figures", "config.json"):
-            p = out / name
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    if restart:
+        if writer:
+            for name in ("checkpoints", "metrics.jsonl", "summary.json", "model", "figures",
+                         "config.json"):
+                p = out / name
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     elif saved.exists():
         old = TrainConfig.from_dict(json.loads(saved.read_text()))
         changed = diff_keys(identity(old), identity(config))
@@ -69,6 +72,10 @@ def _check_out_dir(out: Path, config: TrainConfig, restart: bool, writer: bool) 
                 "use another output folder, or --restart to discard that run")
     if writer:
         write_json(saved, config.to_dict())
+    if jax.process_count() > 1:  # no process looks for checkpoints before the folder is ready
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("rce-jax train: output folder ready")
 
 
 def make_mesh_for(config: TrainConfig, mesh):
@@ -101,10 +108,10 @@ def train(config: TrainConfig, out_dir, *, mesh="auto", progress: bool = True, v
         if b % data_size:
             raise ConfigError(f"{what}: {b} rows do not split over the {data_size} data-parallel devices")
 
-    tokenizer = get_tokenizer(config.tokenizer, config.data.train, text_field=config.data.text_field,
-                              verbose=verbose)
+    train_corpora = [load_corpus(s, text_field=config.data.text_field) for s in config.data.train]
+    tokenizer = get_tokenizer(config.tokenizer, train_corpora, verbose=verbose)
     model_config = build_model_config(config.model, tokenizer, config.context_length)
-    stream = TrainStream.from_corpora(config.data.train, tokenizer, seq_len=config.context_length,
+    stream = TrainStream.from_corpora(train_corpora, tokenizer, seq_len=config.context_length,
                                       seed=config.seed, text_field=config.data.text_field,
                                       cache_dir=config.data.cache_dir)
     dtype, param_dtype = jnp.dtype(config.dtype), jnp.dtype(config.param_dtype)
@@ -129,6 +136,8 @@ def train(config: TrainConfig, out_dir, *, mesh="auto", progress: bool = True, v
     ckpts = Checkpoints(out / "checkpoints", keep=config.keep)
     log = MetricsLog(out / "metrics.jsonl", writer=writer)
     start = ckpts.latest_step() or 0
+    check_hosts_agree(start, "hosts see different checkpoints: the output folder must be on "
+                      "storage that every host sees")
     if start:
         state, meta = ckpts.restore(start, state)
         if int(state["step"]) != start:
@@ -139,7 +148,8 @@ def train(config: TrainConfig, out_dir, *, mesh="auto", progress: bool = True, v
     eval_sets = build_eval_sets(config, tokenizer) if config.eval.every else []
 
     def eval_row(step):
-        return run_evals(eval_sets, graphdef, state["params"], mesh, config.eval)
+        return run_evals(eval_sets, graphdef, state["params"], mesh, config.eval,
+                         model_config.vocab_size)
 
     if eval_sets and start == 0:
         log.append({"step": 0, "eval": eval_row(0)})

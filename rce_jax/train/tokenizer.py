@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..data import load_corpus
+from ..data import as_corpus
 
 FORMAT = "rce-jax-bpe-v1"
 BOS, EOS = "<s>", "</s>"
@@ -69,12 +69,13 @@ def load_tokenizer(path):
     return tokenizer
 
 
-def get_tokenizer(section, train_specs, *, text_field: str = "text", verbose: bool = True):
-    """The tokenizer of a run (``section``: ``config.tokenizer``); trained and cached if needed."""
+def get_tokenizer(section, train_corpora, *, text_field: str = "text", verbose: bool = True):
+    """The tokenizer of a run (``section``: ``config.tokenizer``); trained and cached if needed.
+    ``train_corpora``: specs or loaded ``Corpus`` objects (used unless the section names its own)."""
     if section.path is not None:
         return load_tokenizer(section.path)
-    specs = list(section.corpora or train_specs)
-    corpora = [load_corpus(s, text_field=text_field) for s in specs]
+    corpora = [as_corpus(c, text_field=text_field) for c in (section.corpora or train_corpora)]
+    specs = [c.name for c in corpora]
     fp = bpe_fingerprint(corpora, section.vocab_size, section.min_frequency)
     root = Path(section.cache_dir) if section.cache_dir else default_tokenizer_dir()
     folder = root / f"bpe-{section.vocab_size}-{fp[:16]}"
