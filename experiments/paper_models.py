@@ -95,7 +95,7 @@ def run_plan(plan: Plan, config, out, *, cache_dir=None, force=False, keep_going
 
 def write_report(records, out, *, n_key="non_embedding", figures=True) -> list:
     """scaling.{md,csv,json} and the figures of the relabelled records; returns the paths."""
-    from rce_jax.commands.scaling import write_figures
+    from rce_jax.plots import write_figures
     from rce_jax.scaling import scaling_report
 
     report = scaling_report(records, n_key=n_key)

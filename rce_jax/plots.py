@@ -208,3 +208,19 @@ def plot_p_evolution(rows: Sequence[dict], path, *, max_curves=8, title="evoluti
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=6)
     return save(fig, path)
+
+
+def write_figures(report, records, out_dir, histogram_models: str = "") -> list[Path]:
+    """Every figure of the paper that these results support (``rce-jax scaling``, the demo and
+    the experiments): metric vs N with fits, EE share, p_e histograms, score profiles."""
+    chosen = {m.strip() for m in histogram_models.split(",") if m.strip()}
+    unknown = chosen - {r["model"] for r in records}
+    if unknown:
+        raise ValueError(f"--histogram-models names models not in the results: {sorted(unknown)}")
+    with_ranks = [r for r in records if "rank_stats" in r and (not chosen or r["model"] in chosen)]
+    fitted = list(dict.fromkeys(r["metric"] for r in report.rows))  # in report order
+    paths = plot_scaling(report, out_dir, metrics=fitted) if report.rows else []
+    paths += plot_ee_share(report, out_dir)
+    paths += plot_rank_histograms(with_ranks, out_dir)
+    paths += plot_score_profiles(records, out_dir)
+    return paths

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import plots
 from ..io import read_json_files
 from ..scaling import METRICS, N_KEYS, scaling_report
 
@@ -36,32 +37,7 @@ def run(args) -> int:
     report = scaling_report(records, n_key=args.n_key, metrics=metrics)
     paths = list(report.write(args.out).values())
     if not args.no_figures:
-        paths += write_figures(report, records, args.out, args.histogram_models)
+        paths += plots.write_figures(report, records, args.out, args.histogram_models)
     print(report.to_markdown())
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
-
-
-def write_figures(report, records, out_dir, histogram_models: str = "") -> list:
-    """Every figure of the paper that these results support."""
-    from .. import plots
-
-    chosen = {m.strip() for m in histogram_models.split(",") if m.strip()}
-    unknown = chosen - {r["model"] for r in records}
-    if unknown:
-        raise ValueError(f"--histogram-models names models not in the results: {sorted(unknown)}")
-    with_ranks = [r for r in records if "rank_stats" in r and (not chosen or r["model"] in chosen)]
-    fits = [r for r in metrics_in(report) if r in ("ce", "ee", "sa", "conf", "ee_share")]
-    paths = plots.plot_scaling(report, out_dir, metrics=fits) if report.rows else []
-    paths += plots.plot_ee_share(report, out_dir)
-    paths += plots.plot_rank_histograms(with_ranks, out_dir)
-    paths += plots.plot_score_profiles(records, out_dir)
-    return paths
-
-
-def metrics_in(report) -> list[str]:
-    seen = []
-    for r in report.rows:
-        if r["metric"] not in seen:
-            seen.append(r["metric"])
-    return seen

@@ -247,8 +247,8 @@ def _encode(corpus: Corpus, tokenizer, batch_docs: int) -> dict[str, np.ndarray]
             pieces.append(arr)
             lengths.append(len(arr))
     return {
-        "tokens": np.concatenate(pieces).astype(np.int32),
-        "offsets": np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64),
+        "tokens": np.concatenate(pieces).astype(np.int32, copy=False),  # pieces are int32 already
+        "offsets": np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]),
         "num_words": np.array([count_words(d) for d in docs], dtype=np.int64),
         "num_bytes": np.array([count_bytes(d) for d in docs], dtype=np.int64),
     }

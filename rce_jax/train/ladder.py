@@ -18,9 +18,9 @@ import json
 import time
 from pathlib import Path
 
-from ..commands.scaling import write_figures
 from ..evaluate import EvalConfig, evaluate, result_path
 from ..io import write_json
+from ..plots import write_figures
 from ..scaling import scaling_report
 from .checkpoint import MetricsLog
 from .config import ConfigError, TrainConfig, diff_keys, identity
