@@ -1,4 +1,4 @@
-"""The exact decomposition CE = EE + SA - Conf (DESIGN section 1), computed in float64.
+"""The exact decomposition CE = EE + SA - Conf (docs/design.md#1-what-is-measured), computed in float64.
 
 With ``p_e = N_e / N``, ``Q_e = exp(mean log s over rank e)``, ``C = sum_e Q_e``, ``q = Q / C``:
 ``EE = -sum p log p``, ``SA = KL(p || q)``, ``Conf = log C``, sums over the ranks that occur.

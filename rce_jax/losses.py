@@ -1,4 +1,4 @@
-"""The proxy loss ``L = CE + lam * Conf`` (DESIGN section 2) with a hand-written backward.
+"""The proxy loss ``L = CE + lam * Conf`` (docs/design.md#2-the-proxy-loss) with a hand-written backward.
 
 Over the batch's scored tokens (``mask``), with per-token rank ``e`` (a constant: no gradient
 flows through ranks), ``p_e = N_e / N``, ``Q_e = exp(mean log s over rank e)``, ``C = sum_e Q_e``

@@ -1,4 +1,4 @@
-"""Scaling-law fits of the decomposition against model size (DESIGN section 3).
+"""Scaling-law fits of the decomposition against model size (docs/design.md#3-scaling-fits).
 
 For a group of models with sizes ``N_m`` and a metric ``M``: ``log|M| = c + alpha log N`` by
 least squares, with ``R^2`` in log space and ``|Delta_M| = |alpha_M - alpha_CE|``. Groups are

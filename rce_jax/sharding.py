@@ -4,7 +4,7 @@ Mesh axes: 'data' (batch) and 'model' (tensor parallel). Parameters are replicat
 over 'data' and sharded over 'model' by an explicit per-family table of
 (regex over the parameter path, PartitionSpec). A dimension that the mesh axis does
 not divide (GPT-2's vocabulary 50257, an odd head count) is replicated instead of
-padded: padding would add vocabulary rows and change the ranking (DESIGN.md, 5).
+padded: padding would add vocabulary rows and change the ranking (docs/design.md#5-numerics).
 
 Multi-host: call `jax.distributed.initialize()` first on every process, build the
 mesh over all devices with `make_mesh`, load with `from_pretrained(..., mesh=mesh)`

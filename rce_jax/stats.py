@@ -1,4 +1,4 @@
-"""Sufficient statistics of the rank decomposition (DESIGN section 1).
+"""Sufficient statistics of the rank decomposition (docs/design.md#1-what-is-measured).
 
 Per exact rank ``e`` in ``0..V-1``: the number of scored tokens whose target has that rank and
 the sum of their log-probabilities. On the device they are float32/int32 segment sums of one

@@ -1,6 +1,6 @@
 """Independent float64 NumPy computations that the tests compare against.
 
-Written from DESIGN.md's definitions, sharing no code with rce_jax: token statistics by brute
+Written from the definitions in docs/design.md, sharing no code with rce_jax: token statistics by brute
 force over whole rows, and the decomposition by grouping tokens by rank in a dict.
 """
 

@@ -1,4 +1,4 @@
-"""Rolling windows: DESIGN section 6 and lm-evaluation-harness's loglikelihood_rolling, exactly."""
+"""Rolling windows: docs/design.md#6-windows and lm-evaluation-harness's loglikelihood_rolling, exactly."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The proxy loss L = CE + lam * Conf (DESIGN section 2) and its hand-written backward."""
+"""The proxy loss L = CE + lam * Conf (docs/design.md#2-the-proxy-loss) and its hand-written backward."""
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +10,7 @@ import rce_kernels
 
 
 def design_loss(logits, targets, mask, lam):
-    """DESIGN section 2 in plain jnp, differentiated by autodiff: p, q and C over the scored
+    """docs/design.md#2-the-proxy-loss in plain jnp, differentiated by autodiff: p, q and C over the scored
     tokens, ranks (strictly greater entries) held constant with stop_gradient."""
     V = logits.shape[-1]
     log_s = jnp.take_along_axis(jax.nn.log_softmax(logits), targets[:, None], 1)[:, 0]
@@ -35,7 +35,7 @@ def problem(seed, T=48, V=40):
 
 @pytest.mark.parametrize("lam", [0.0, 0.25, 0.9])
 def test_gradient_matches_autodiff_of_the_design_formula(lam):
-    """Loss and logits gradient equal jax.grad of the DESIGN formula to 1e-5 (f32), masked
+    """Loss and logits gradient equal jax.grad of the formula of docs/design.md#2-the-proxy-loss to 1e-5 (f32), masked
     tokens included."""
     logits, targets, mask = problem(int(lam * 100))
     (loss, aux), grad = jax.value_and_grad(
@@ -123,7 +123,7 @@ def test_all_masked_batch_and_bad_rows():
 @pytest.mark.parametrize("impl", ["xla", "pallas_tpu_interpret"])
 def test_fused_gradients_match_autodiff_of_materialised_logits(impl):
     """proxy_loss_fused: loss and the hidden, head and bias gradients equal autodiff of the
-    DESIGN formula on materialised logits hidden @ head.T + bias (f32, 1e-5), with masked tokens
+    the docs/design.md#2-the-proxy-loss formula on materialised logits hidden @ head.T + bias (f32, 1e-5), with masked tokens
     and a vocab_limit."""
     T, D, V, limit = 40, 24, 150, 140
     k = jax.random.split(jax.random.key(6), 5)

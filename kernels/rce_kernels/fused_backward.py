@@ -5,7 +5,7 @@ whose gradient with respect to row t of the logits is
 
     G[t] = weight[t] * (softmax(z[t]) - onehot(y[t]))       (softmax over the first vocab_limit)
 
-(cross-entropy: weight = 1/N; the rce proxy loss: DESIGN section 2), this returns
+(cross-entropy: weight = 1/N; the rce proxy loss: docs/design.md#2-the-proxy-loss), this returns
 
     d_hidden = G @ head,   d_head = G.T @ hidden,   d_bias = G.sum(0)
 

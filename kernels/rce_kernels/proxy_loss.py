@@ -1,4 +1,4 @@
-"""Custom-VJP cores of the proxy loss ``L = CE + lam * Conf`` (DESIGN section 2).
+"""Custom-VJP cores of the proxy loss ``L = CE + lam * Conf`` (docs/design.md#2-the-proxy-loss).
 
 ``ce_conf`` (materialised logits) and ``ce_conf_fused`` (hidden states and LM head) return the
 batch's ``(CE, Conf)`` as float32 scalars; ``L = CE + lam * Conf`` is formed by the caller, so

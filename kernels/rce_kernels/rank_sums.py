@@ -1,4 +1,4 @@
-"""Device-side per-rank sums of one batch of token statistics (DESIGN section 1).
+"""Device-side per-rank sums of one batch of token statistics (docs/design.md#1-what-is-measured).
 
 The sufficient statistics of the decomposition, per exact rank ``e`` in ``0..V-1``: the number of
 scored tokens whose target has that rank and the sum of their log-probabilities, as float32/int32

@@ -1,7 +1,7 @@
 """Tokenize a corpus with the model's own tokenizer, cached on disk.
 
 Each document is encoded on its own with ``add_special_tokens=False`` (the
-tokenizer adds no BOS/EOS; the one prefix token of DESIGN section 6 is added by
+tokenizer adds no BOS/EOS; the one prefix token of docs/design.md#6-windows is added by
 the windows, see :func:`prefix_token_id`). The result is one flat int32 token
 array plus document offsets, and per document the word and UTF-8 byte counts
 of the original text (:mod:`rce_jax.data.metrics`).

@@ -1,4 +1,4 @@
-"""Rolling evaluation windows: DESIGN section 6, lm-evaluation-harness's rolling log-likelihood.
+"""Rolling evaluation windows: docs/design.md#6-windows, lm-evaluation-harness's rolling log-likelihood.
 
 For a document of ``T`` tokens write ``s = [prefix] + tokens`` (``n = T + 1``)
 and let ``L`` be the context length. Target ``s[i]`` (``i >= 1``) is document

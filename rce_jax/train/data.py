@@ -1,7 +1,7 @@
 """Training batches: the tokenized training split as one stream, cut into ``[B, L]`` rows.
 
 Stream: every document of every training corpus, in corpus order, as ``[prefix] + tokens +
-[EOS]`` (``prefix``: BOS, as in evaluation, DESIGN section 6; a tokenizer without BOS uses EOS
+[EOS]`` (``prefix``: BOS, as in evaluation, docs/design.md#6-windows; a tokenizer without BOS uses EOS
 and then only one EOS separates documents). Each stream position carries its document's index.
 
 Rows are packed with segment ids: a row reads ``L + 1`` consecutive stream tokens (inputs
