@@ -7,9 +7,8 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
-import torch
 
-from hf_tiny import SEQ, hf_logits, make_hf_model, variant_configs
+from hf_tiny import SEQ, hf_logits, make_hf_model, need_torch, variant_configs
 from rce_jax.models import compute_logits, forward_hidden, from_pretrained
 from flax import nnx
 
@@ -19,6 +18,7 @@ def test_bf16_error_is_no_worse_than_transformers_bf16(name, tmp_path):
     """With dtype=bfloat16 (params and compute) the mean |logit error| against transformers'
     float32 logits is at most 1.25x that of transformers run in bfloat16, and hidden states,
     head and logits come out in bfloat16."""
+    torch = need_torch()
     hf = make_hf_model(variant_configs()[name])
     ids = np.random.default_rng(0).integers(0, hf.config.vocab_size, (2, SEQ)).astype(np.int32)
     ref = hf_logits(hf, ids)

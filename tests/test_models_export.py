@@ -10,12 +10,11 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
-import torch
 import transformers as tf
 from flax import nnx
 from safetensors.numpy import load_file
 
-from hf_tiny import SEQ, hf_logits, random_ours, tiny_tokenizer
+from hf_tiny import SEQ, hf_logits, need_torch, random_ours, tiny_tokenizer
 from rce_jax.models import (compute_logits, from_pretrained, init_model, param_counts,
                             save_pretrained)
 from rce_jax.sharding import path_str
@@ -57,6 +56,7 @@ def test_sharded_bf16_export_with_tokenizer(tmp_path):
     """A bfloat16 export split into shards (index json), with a tokenizer: transformers loads
     bfloat16 weights equal to ours, from_pretrained returns the same weights and a working
     tokenizer, and re-exporting as one file removes the old shards and index."""
+    torch = need_torch()
     model, config = random_ours("llama3_gqa_untied", dtype=jnp.bfloat16)
     tok = tiny_tokenizer(config.vocab_size)
     out = save_pretrained(model, config, tmp_path / "export", tok, max_shard_bytes=40_000)
