@@ -206,7 +206,8 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    check_output_dir(args.out, "--out")  # before any work
+    if not args.dry_run:  # a dry run writes nothing
+        check_output_dir(args.out, "--out")  # before any work
     try:
         return run(args)
     except (ValueError, FileNotFoundError) as e:

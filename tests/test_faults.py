@@ -20,7 +20,10 @@ from train_helpers import ROOT, tiny_config_dict
 
 from rce_jax.cli import main
 
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "kernels")]))
+# TRANSFORMERS_VERBOSITY: without torch, transformers logs a notice on import; the one-line
+# checks below are about rce-jax's own messages.
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "kernels")]),
+           TRANSFORMERS_VERBOSITY="error")
 
 
 def cli(*args):
