@@ -294,3 +294,24 @@ def test_errors_name_the_flag(capsys):
     assert main(["eval", "--model", "m", "--data", "d", "--context-length", "16",
                  "--checkpoint-every", "0", "--out", "x"]) == 2
     assert "--checkpoint-every must be positive, got 0" in one_line(capsys.readouterr().err)
+
+
+def test_hosts_agree_on_a_signal_only_one_of_them_got():
+    """Two processes joined by jax.distributed: a real SIGTERM to process 1 alone makes
+    ``preempt.requested()`` return SIGTERM on both (so both save the same step), and None on both
+    before it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    env = dict(ENV, JAX_PLATFORMS="cpu")
+    worker = os.path.join(ROOT, "tests", "preempt_worker.py")
+    procs = [subprocess.Popen([sys.executable, worker, port, str(p)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for p in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    term = int(signal.SIGTERM)
+    for pid, (p, (out, err)) in enumerate(zip(procs, outs)):
+        assert p.returncode == 0, err[-3000:]
+        local = term if pid == 1 else None
+        assert f"RESULT pid={pid} before=None local={local} after={term}" in out, out + err[-3000:]
