@@ -106,6 +106,10 @@ LOGP_F32_ABS = 1e-5
 # counts): each path's logit carries its own rounding, |dz| <= ulp(|z|) ~ 1.9e-6 for |z| < 32
 # (d <= 64 products accumulated in float32; the result rounds once at ulp(|z|)/2), on z_y
 # and on the logsumexp's dominant terms: |d log s| <= 2 * 1.9e-6 + 2 * 3e-6 ~ 1e-5 per token.
+# Measured 2026-12-02 (2-core CPU, JAX 0.10.2) on test_eval's fixture, fused batch 4 vs
+# materialised logits with one window per row, batch 3: the largest per-rank |d sum_logp| / count
+# is 5.72e-6 (rank 214, one token; 245 ranks occupied, largest |d sum_logp| 8.58e-6); the
+# per-rank bound of assert_sum_logp_two_paths_close, 2 x count x 1e-5, leaves a 3.5x margin.
 LOGP_TWO_F32_PATHS_ABS = 1e-5
 
 
