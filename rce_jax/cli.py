@@ -51,12 +51,14 @@ def out_of_memory_message(e: BaseException, args) -> str:
     advice = ["lower --batch-size"]
     if getattr(args, "no_fused", False):
         advice.append("drop --no-fused (the fused head never writes the [tokens, vocabulary] logits)")
-    else:
+    elif hasattr(args, "no_fused"):
         advice.append("keep the fused head (no --no-fused)")
     if hasattr(args, "model_parallel"):
         advice.append("split the model over devices with --model-parallel")
-    return (f"out of memory on the device for {shape}: {first.rstrip('.')}; "
-            f"{', '.join(advice[:-1])} or {advice[-1]}")
+    elif getattr(args, "command", None) == "train":
+        advice.append("shard the model with --set model_parallel=N or --set fsdp=true")
+    advice = f"{', '.join(advice[:-1])} or {advice[-1]}" if len(advice) > 1 else advice[0]
+    return f"out of memory on the device for {shape}: {first.rstrip('.')}; {advice}"
 
 
 def _quiet_closed_pipe() -> int:

@@ -286,6 +286,16 @@ def test_device_out_of_memory_is_one_line_naming_the_batch(tmp_path, monkeypatch
     line = one_line(capsys.readouterr().err)
     assert "out of memory" in line and "1024 x 256 tokens" in line and "RESOURCE_EXHAUSTED" in line
     assert "--batch-size" in line and "--no-fused" in line and "--model-parallel" in line
+    # `rce-jax train` (batch shape from its config, no --no-fused / --model-parallel flags)
+    import argparse
+
+    from rce_jax.cli import out_of_memory_message
+    try:
+        allocate()
+    except Exception as e:  # the same real allocation failure
+        message = out_of_memory_message(e, argparse.Namespace(command="train", batch_size=None,
+                                                              context_length=None))
+    assert "--set model_parallel=N" in message and "--no-fused" not in message and "\n" not in message
 
 
 def test_errors_name_the_flag(capsys):
