@@ -43,6 +43,8 @@ import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from bench_forward import FULL, TINY, neox_config  # noqa: E402
+from rce_jax.cli import run_script  # noqa: E402
+from rce_jax.io import check_output_dir  # noqa: E402
 from rce_jax.data import load_corpus, plan_batches, tokenize_corpus  # noqa: E402
 from rce_jax.evaluate import EvalConfig, ScoreOptions, evaluate  # noqa: E402
 from rce_jax.evaluate.step import score_batch  # noqa: E402
@@ -159,6 +161,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--impl", default="auto", help="token-stats implementation")
     ap.add_argument("--no-torch", action="store_true", help="time only rce_jax")
     a = ap.parse_args(argv)
+    check_output_dir(a.out, "--out")  # before any work
 
     out = Path(a.out)
     cfg = EvalConfig(context_length=a.context_length or (128 if a.tiny else 2048),
@@ -217,4 +220,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script("experiments/bench_eval.py", main)

@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rce_jax.io import write_json, write_text
+from rce_jax.cli import run_script
+from rce_jax.io import check_output_dir, write_json, write_text
 from rce_jax.models import ModelConfig, RopeConfig, forward_hidden, forward_logits, init_model
 
 FULL = dict(vocab_size=50304, hidden_size=2048, num_layers=16, num_heads=8,
@@ -100,6 +101,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--no-torch", action="store_true", help="time only rce_jax")
     a = ap.parse_args()
+    check_output_dir(a.out, "--out")  # before any work
 
     config = neox_config(TINY if a.tiny else FULL)
     batch = a.batch or (2 if a.tiny else 8)
@@ -139,4 +141,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script("experiments/bench_forward.py", main)

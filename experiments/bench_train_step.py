@@ -34,7 +34,8 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from rce_jax.io import write_json  # noqa: E402
+from rce_jax.cli import run_script  # noqa: E402
+from rce_jax.io import check_output_dir, write_json  # noqa: E402
 from rce_jax.losses import proxy_loss  # noqa: E402
 from rce_jax.models import ModelConfig, init_model, param_counts  # noqa: E402
 from rce_jax.train.config import LossSection, OptimSection  # noqa: E402
@@ -58,7 +59,9 @@ def parse(argv):
     p.add_argument("--steps-per-round", type=int, default=10)
     p.add_argument("--loss-only", action="store_true")
     p.add_argument("--out", default="out/bench_train_step")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_output_dir(args.out, "--out")  # before any work
+    return args
 
 
 def build(args):
@@ -182,4 +185,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script("experiments/bench_train_step.py", main)

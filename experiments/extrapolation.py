@@ -50,7 +50,8 @@ if (_ROOT / "rce_jax" / "__init__.py").exists():  # run from a checkout: use the
 
 import numpy as np  # noqa: E402
 
-from rce_jax.io import read_json_files, write_json, write_text  # noqa: E402
+from rce_jax.cli import run_script  # noqa: E402
+from rce_jax.io import check_output_dir, read_json_files, write_json, write_text  # noqa: E402
 from rce_jax.scaling import (  # noqa: E402
     N_KEYS, check_unique_models, fit_groups, fit_power_law, fit_with_irreducible, model_row)
 
@@ -321,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    check_output_dir(args.out, "--out")  # before any work
     try:
         result = extrapolate(load_rows(args.inputs, args.n_key), args.holdout, n_key=args.n_key)
         paths = result.write(args.out, figures=not args.no_figures)
@@ -333,4 +335,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script("experiments/extrapolation.py", main)

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from rce_kernels import fused_token_stats, token_stats
+from rce_jax.cli import run_script
+from rce_jax.io import check_output_dir
 
 
 def problem(seed, T, d, V, dtype):
@@ -53,6 +55,8 @@ def main(argv=None):
                    help="rows for the (slow) interpret-mode paths")
     p.add_argument("--out", help="also write fused_rank_mismatch.json and .md here")
     args = p.parse_args(argv)
+    if args.out:
+        check_output_dir(args.out, "--out")  # before any work
     lines = [f"JAX {jax.__version__} on {jax.devices()[0].device_kind}; d={args.d} V={args.V}",
              "| path | dtype | rows | rank differs | ties differ | rounding-level (f32) |",
              "|---|---|---|---|---|---|"]
@@ -97,4 +101,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script("experiments/fused_rank_mismatch.py", main)

@@ -27,6 +27,8 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "kernels")]
 
+from rce_jax.cli import run_script  # noqa: E402
+from rce_jax.io import check_output_dir  # noqa: E402
 from rce_jax.train.config import (DataSection, EvalSection, ModelSection, OptimSection,  # noqa: E402
                                   TokenizerSection, TrainConfig)
 from rce_jax.train.ladder import LadderSpec, run_ladder  # noqa: E402
@@ -73,7 +75,9 @@ def parse(argv):
     p.add_argument("--context-length", type=int, default=1024)
     p.add_argument("--lr", type=float, default=3e-3, help="peak lr at width 256 (scaled by 256 / width)")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_output_dir(args.out, "--out")  # before any work
+    return args
 
 
 def main(argv=None):
@@ -96,4 +100,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script("experiments/ladder_gpu.py", main)

@@ -24,6 +24,8 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from rce_jax.cli import run_script  # noqa: E402
+from rce_jax.io import check_output_dir  # noqa: E402
 from rce_jax.evaluate import EvalConfig, evaluate  # noqa: E402
 from rce_jax.io import write_json, write_text  # noqa: E402
 from rce_jax.plots import save  # noqa: E402
@@ -42,7 +44,9 @@ def parse(argv):
     p.add_argument("--preset", help="model preset (default: demo-5, or quick-3 with --tiny)")
     p.add_argument("--steps", type=int, help="override the recipe's steps")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_output_dir(args.out, "--out")  # before any work
+    return args
 
 
 def main(argv=None):
@@ -98,4 +102,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script("experiments/lambda_sweep.py", main)

@@ -19,6 +19,9 @@ import subprocess
 import sys
 import time
 
+from rce_jax.cli import run_script
+from rce_jax.io import check_output_dir
+
 
 def make_checkpoint(directory: str, gb: float, shard: str) -> None:
     import torch
@@ -77,6 +80,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="folder for load_memory.json / .md")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.out:
+        check_output_dir(a.out, "--out")  # before any work
     if a.child:
         print(json.dumps(measure(a.dir)))
         return
@@ -101,4 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script("experiments/load_memory.py", main)

@@ -52,7 +52,8 @@ from paper_table import (  # noqa: E402
     make_plan,
 )
 
-from rce_jax.io import write_json  # noqa: E402
+from rce_jax.cli import run_script  # noqa: E402
+from rce_jax.io import check_output_dir, write_json  # noqa: E402
 from rce_jax.scaling import N_KEYS  # noqa: E402
 
 __all__ = ["CorpusEntry", "CorpusStatus", "ModelEntry", "ModelStatus", "Plan", "Run", "Table",
@@ -205,6 +206,8 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.dry_run:  # a dry run writes nothing
+        check_output_dir(args.out, "--out")  # before any work
     try:
         return run(args)
     except (ValueError, FileNotFoundError) as e:
@@ -213,4 +216,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script("experiments/paper_models.py", main)

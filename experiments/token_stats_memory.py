@@ -15,6 +15,8 @@ import datetime
 import jax
 import jax.numpy as jnp
 from rce_kernels import token_stats_naive, token_stats_xla
+from rce_jax.cli import run_script
+from rce_jax.io import check_output_dir
 
 SHAPES = [(256, 50257), (2048, 50257), (1024, 128256), (1024, 151936)]
 
@@ -32,6 +34,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="write memory.json and memory.md here")
     args = parser.parse_args(argv)
+    if args.out:
+        check_output_dir(args.out, "--out")  # before any work
     rows = [measure(T, V, dt) for T, V in SHAPES for dt in (jnp.float32, jnp.bfloat16)]
     head = (f"backend {jax.default_backend()}, JAX {jax.__version__}, {datetime.date.today()}\n\n"
             "| T | V | dtype | logits MB | one f32 copy MB | streaming temp MB | naive temp MB |\n"
@@ -48,4 +52,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_script("experiments/token_stats_memory.py", main)

@@ -6,10 +6,9 @@ import json
 import math
 
 import numpy as np
-import torch
 import transformers as tf
 from data_helpers import harness_scored_tokens, make_tokenizer
-from hf_tiny import make_hf_model
+from hf_tiny import make_hf_model, need_torch
 
 WORDS = ("alpha beta gamma delta tensor rank entropy model token scale law loss value "
          "def return import class self data print for while if else").split()
@@ -42,6 +41,7 @@ def make_model_dir(path, *, vocab_extra: int = 0, head_scale: float = 8.0, seed:
                             max_position_embeddings=max_positions, tie_word_embeddings=False,
                             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     model = make_hf_model(config, seed=seed)
+    torch = need_torch()
     with torch.no_grad():
         model.lm_head.weight.mul_(head_scale)
     model.save_pretrained(path)
@@ -57,6 +57,7 @@ def reference_decomposition(model, tokenizer, texts, context_length: int, *, min
     """
     from np_reference import np_decompose
 
+    torch = need_torch()
     prefix = tokenizer.bos_token_id
     logps, ranks = [], []
     for text in texts:
@@ -66,6 +67,8 @@ def reference_decomposition(model, tokenizer, texts, context_length: int, *, min
         for _, model_input, target in scored:
             with torch.no_grad():
                 z = model(torch.tensor([model_input])).logits[0, -1].double().numpy()
+            # the float32 bounds of tests/tolerances.py (LOGP_F32_ABS, ...) assume |z| < 32
+            assert np.abs(z).max() < 32, f"logit {np.abs(z).max():.1f}: the fixture is too peaked"
             gap = np.abs(np.delete(z, target) - z[target]).min()
             assert gap > min_gap, f"near-tie {gap:.2e}: the fixture is not well separated"
             m = z.max()

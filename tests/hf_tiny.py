@@ -1,19 +1,24 @@
 """Tiny random transformers models for the model-port tests (helpers, not tests).
 
-Each variant is a small Hugging Face config exercising one feature of a family. The
-weights are perturbed after creation (biases and norm scales are non-trivial, weights
-larger than the 0.02 default) so that a mis-mapped bias or norm cannot go unnoticed.
+Each variant is a small Hugging Face config exercising one feature of a family. The weights
+are drawn by the project, not by transformers' initialisation (which changes between releases):
+every parameter from a NumPy generator seeded by (seed, CRC-32 of its name), standard deviation
+0.1; norm scales 1 + 0.1 z and biases 0.1 z are non-trivial, so that a mis-mapped bias or norm
+cannot go unnoticed. The same seed gives the same model under any transformers or torch release.
+
+torch is imported only inside the helpers that need it (``need_torch``): without torch the
+tests that build transformers models skip, with the reason, instead of failing to collect.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import zlib
 
 import numpy as np
-import torch
+import pytest
 import transformers as tf
-from safetensors.torch import save_file
 
 SEQ = 272  # > 256, longer than every sliding window and original_max_position_embeddings below
 
@@ -63,27 +68,41 @@ def variant_configs() -> dict[str, tf.PretrainedConfig]:
     }
 
 
+def need_torch():
+    """torch, or a skip of the calling test (torch is the tests' independent reference)."""
+    return pytest.importorskip(
+        "torch", reason="needs torch, the tests' independent reference (pip install 'rce-jax[test]')")
+
+
+def project_weights(name: str, shape, seed: int) -> np.ndarray:
+    """The float32 value of parameter ``name``: N(0, 0.1) for weight matrices and biases, 1 +
+    N(0, 0.1) for norm scales; from a generator seeded by (seed, CRC-32 of the name)."""
+    z = np.random.default_rng([seed, zlib.crc32(name.encode())]).standard_normal(tuple(shape))
+    is_norm = "norm" in name or "ln_" in name or name.startswith("ln_f")
+    base = 1.0 if is_norm and name.endswith("weight") else 0.0
+    return (base + 0.1 * z).astype(np.float32)
+
+
 def make_hf_model(config: tf.PretrainedConfig, seed: int = 0):
-    torch.manual_seed(seed)
+    torch = need_torch()
     model = tf.AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("bias") or "norm" in name or "ln_" in name:
-                p.add_(0.1 * torch.randn_like(p))
-            else:
-                p.normal_(0.0, 0.1)
+            p.copy_(torch.from_numpy(project_weights(name, p.shape, seed)))
     return model
 
 
 def hf_logits(model, ids: np.ndarray) -> np.ndarray:
+    torch = need_torch()
     with torch.no_grad():
         return model(torch.as_tensor(ids)).logits.float().numpy()
 
 
-def legacy_state_dict(model) -> dict[str, torch.Tensor]:
+def legacy_state_dict(model) -> dict:
     """The state dict with the names and extra buffers that older hub checkpoints have:
     GPT-2 without `transformer.`, OPT without `model.`, causal-mask and rotary buffers,
     and the tied LM head stored too."""
+    torch = need_torch()
     family = model.config.model_type
     sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     n_layers = model.config.num_hidden_layers
@@ -127,6 +146,9 @@ def legacy_config_dict(config) -> dict:
 def save_variants(model, root: str) -> dict[str, str]:
     """Three checkpoints of the same weights: transformers' sharded safetensors (small
     shards), a legacy pytorch_model.bin and a legacy single model.safetensors."""
+    torch = need_torch()
+    from safetensors.torch import save_file
+
     dirs = {k: os.path.join(root, k) for k in ("sharded", "bin", "legacy_safetensors")}
     model.save_pretrained(dirs["sharded"], max_shard_size="60KB")
     legacy = legacy_state_dict(model)

@@ -38,9 +38,23 @@ def np_decompose(logp, rank):
     return {"ce": ce, "ee": ee, "sa": sa, "conf": math.log(C), "n": n, "p": p, "q": q}
 
 
+_TEST = {"seed": None, "node": "", "draws": 0}
+
+
+def seed_for_test(session_seed: int, node_id: str) -> None:
+    """Called by conftest before each test: the generators of ``fresh_rng`` derive from these."""
+    _TEST.update(seed=session_seed, node=node_id, draws=0)
+
+
 def fresh_rng():
-    """A new seed on every run (printed, so a failure can be replayed): the code must be right
-    on inputs the tests never saw."""
-    seed = int(np.random.SeedSequence().entropy % (2**32))
-    print(f"seed={seed}")
-    return np.random.default_rng(seed)
+    """A generator of fresh inputs, new on every run (the code must be right on inputs the tests
+    never saw), replayable: seeded by (session seed, test node id, draws before in this test),
+    see conftest.py. Prints what it was seeded with."""
+    import zlib
+
+    if _TEST["seed"] is None:  # outside pytest
+        seed_for_test(int(np.random.SeedSequence().entropy % (2**32)), "")
+    entropy = [_TEST["seed"], zlib.crc32(_TEST["node"].encode()), _TEST["draws"]]
+    _TEST["draws"] += 1
+    print(f"fresh_rng seed={entropy} (session seed {_TEST['seed']}; replay: RCE_TEST_SEED={_TEST['seed']})")
+    return np.random.default_rng(entropy)

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from rce_jax.data import TextMetrics, count_bytes, count_words
+from tolerances import F64_FEW_OPS_REL, F64_TWO_ROUTES_REL
 
 
 @pytest.mark.parametrize(
@@ -28,11 +29,11 @@ def test_metrics_match_a_hand_computation():
     # Two documents: log-likelihoods -7.5 and -12.25 nats; 4 + 6 words; 20 + 31 bytes; 9 tokens.
     sum_ll, words, nbytes = -7.5 + -12.25, 4 + 6, 20 + 31
     m = TextMetrics(sum_ll, 9, words, nbytes)
-    assert m.word_perplexity == pytest.approx(math.exp(19.75 / 10), rel=1e-15)
-    assert m.byte_perplexity == pytest.approx(math.exp(19.75 / 51), rel=1e-15)
-    assert m.bits_per_byte == pytest.approx(19.75 / 51 / math.log(2), rel=1e-15)
-    assert m.token_perplexity == pytest.approx(math.exp(19.75 / 9), rel=1e-15)
-    assert math.log2(m.byte_perplexity) == pytest.approx(m.bits_per_byte, rel=1e-14)
+    assert m.word_perplexity == pytest.approx(math.exp(19.75 / 10), rel=F64_FEW_OPS_REL)
+    assert m.byte_perplexity == pytest.approx(math.exp(19.75 / 51), rel=F64_FEW_OPS_REL)
+    assert m.bits_per_byte == pytest.approx(19.75 / 51 / math.log(2), rel=F64_FEW_OPS_REL)
+    assert m.token_perplexity == pytest.approx(math.exp(19.75 / 9), rel=F64_FEW_OPS_REL)
+    assert math.log2(m.byte_perplexity) == pytest.approx(m.bits_per_byte, rel=F64_TWO_ROUTES_REL)
     d = m.as_dict()
     assert d["num_words"] == 10 and d["bits_per_byte"] == m.bits_per_byte
 

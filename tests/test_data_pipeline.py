@@ -10,6 +10,7 @@ import pytest
 from data_helpers import harness_scored_tokens, make_tokenizer
 
 from rce_jax.data import load_corpus, plan_batches, tokenize_corpus
+from tolerances import F64_SUM_REL
 
 
 def fake_logprob(context, target):
@@ -60,15 +61,15 @@ def test_runner_flow_matches_harness_rolling_loglikelihood(tmp_path, packing, se
         ids = tokenizer.encode(text, add_special_tokens=False)
         for _, ctx, target in harness_scored_tokens(ids, tokenizer.bos_token_id, seq_len):
             want += fake_logprob(ctx, target)
-    assert total == pytest.approx(want, rel=1e-12)
+    assert total == pytest.approx(want, rel=F64_SUM_REL)
 
     words = sum(len(re.split(r"\s+", t)) for t in texts)
     nbytes = sum(len(t.encode("utf-8")) for t in texts)
     m = plan.text_metrics(total)
     assert (m.num_words, m.num_bytes, m.num_tokens) == (words, nbytes, len(tokenized.tokens))
-    assert m.word_perplexity == pytest.approx(math.exp(-want / words), rel=1e-12)
-    assert m.byte_perplexity == pytest.approx(math.exp(-want / nbytes), rel=1e-12)
-    assert m.bits_per_byte == pytest.approx(-want / nbytes / math.log(2), rel=1e-12)
+    assert m.word_perplexity == pytest.approx(math.exp(-want / words), rel=F64_SUM_REL)
+    assert m.byte_perplexity == pytest.approx(math.exp(-want / nbytes), rel=F64_SUM_REL)
+    assert m.bits_per_byte == pytest.approx(-want / nbytes / math.log(2), rel=F64_SUM_REL)
 
 
 def test_max_tokens_metrics_cover_only_the_kept_documents(tmp_path):

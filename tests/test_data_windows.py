@@ -81,7 +81,7 @@ def test_max_tokens_cuts_at_whole_documents():
     for max_tokens, docs, scored in [(1, 1, 5), (5, 1, 5), (6, 3, 9), (9, 3, 9), (10, 4, 15), (999, 4, 15)]:
         w = make_windows(tc, 3, max_tokens=max_tokens)
         assert (w.num_docs, w.num_scored_tokens) == (docs, scored), max_tokens
-    with pytest.raises(ValueError, match="max_tokens must be a positive int"):
+    with pytest.raises(ValueError, match="--max-tokens must be a positive integer"):
         make_windows(tc, 3, max_tokens=0)
 
 

@@ -8,13 +8,16 @@ from hypothesis import strategies as st
 from np_reference import fresh_rng, np_decompose, np_token_stats
 
 import rce_jax
+from tolerances import (DECOMPOSITION_F32_ABS, EE_FROM_COUNTS_ABS, F64_DIVISION_ABS,
+                        F64_IDENTITY_ABS, F64_NONNEGATIVE_SLACK, F64_PROBABILITY_SUM_ABS,
+                        Q_F32_FLOOR_ABS, Q_F32_REL)
 
 
 def random_logits(rng, shape, scale=3.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
-def assert_matches_numpy(dec, logits, targets, mask=None, atol=1e-5):
+def assert_matches_numpy(dec, logits, targets, mask=None, atol=DECOMPOSITION_F32_ABS):
     """Compare a Decomposition with the float64 NumPy decomposition of the same tokens."""
     z = np.asarray(jnp.asarray(logits).astype(jnp.float32), np.float64)
     z = z.reshape(-1, z.shape[-1])
@@ -24,19 +27,19 @@ def assert_matches_numpy(dec, logits, targets, mask=None, atol=1e-5):
     ref = np_decompose(logp, rank)
     assert dec.n_tokens == ref["n"]
     for r, pe in ref["p"].items():  # p depends on counts only: float64-exact
-        assert dec.p[r] == pytest.approx(pe, abs=1e-15)
-    assert dec.p.sum() == pytest.approx(1.0, abs=1e-12)
+        assert dec.p[r] == pytest.approx(pe, abs=F64_DIVISION_ABS)
+    assert dec.p.sum() == pytest.approx(1.0, abs=F64_PROBABILITY_SUM_ABS)
     assert set(dec.ranks.tolist()) == set(ref["p"])
-    assert dec.ee == pytest.approx(ref["ee"], abs=1e-12)
+    assert dec.ee == pytest.approx(ref["ee"], abs=EE_FROM_COUNTS_ABS)
     for key in ("ce", "sa", "conf"):
         assert getattr(dec, key) == pytest.approx(ref[key], abs=atol), key
     for r, qe in ref["q"].items():
-        assert dec.q[r] == pytest.approx(qe, rel=1e-4, abs=1e-12)
+        assert dec.q[r] == pytest.approx(qe, rel=Q_F32_REL, abs=Q_F32_FLOOR_ABS)
 
 
 @pytest.mark.parametrize("V", [7, 1000, 50257])
 def test_identity_holds_to_float64_rounding(V):
-    """CE = EE + SA - Conf to 1e-9 on fresh random logits, for small and GPT-2-sized vocabularies."""
+    """CE = EE + SA - Conf to F64_IDENTITY_ABS on fresh random logits, for small and GPT-2-sized vocabularies."""
     rng = fresh_rng()
     T = 512 if V < 50257 else 128
     logits = random_logits(rng, (T, V))
@@ -45,8 +48,8 @@ def test_identity_holds_to_float64_rounding(V):
     top = rng.random(T) < 0.4
     targets[top] = logits[top].argmax(axis=1)
     dec = rce_jax.decompose(logits, targets)
-    assert abs(dec.ce - (dec.ee + dec.sa - dec.conf)) <= 1e-9
-    assert dec.sa >= -1e-12 and dec.ee >= 0.0
+    assert abs(dec.ce - (dec.ee + dec.sa - dec.conf)) <= F64_IDENTITY_ABS
+    assert dec.sa >= -F64_NONNEGATIVE_SLACK and dec.ee >= 0.0
 
 
 def test_float32_logits_match_numpy():
@@ -153,9 +156,9 @@ def test_property_small_cases(T, V, seed, spread):
     padded_mask[:T] = mask
     dec = rce_jax.decompose(padded, padded_targets, padded_mask)
     assert_matches_numpy(dec, logits, targets, mask)
-    assert abs(dec.identity_residual) <= 1e-9
-    assert dec.ee >= 0.0 and dec.sa >= -1e-12
-    assert dec.ee <= np.log(dec.ranks.size) + 1e-12
+    assert abs(dec.identity_residual) <= F64_IDENTITY_ABS
+    assert dec.ee >= 0.0 and dec.sa >= -F64_NONNEGATIVE_SLACK
+    assert dec.ee <= np.log(dec.ranks.size) + EE_FROM_COUNTS_ABS
 
 
 # ---- bad input ---------------------------------------------------------------------------

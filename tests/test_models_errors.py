@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from hf_tiny import make_hf_model, tiny_tokenizer, variant_configs
+from hf_tiny import make_hf_model, need_torch, tiny_tokenizer, variant_configs
 from rce_jax.models import (CheckpointError, ModelConfig, UnsupportedConfigError,
                             from_pretrained)
 
@@ -203,9 +203,9 @@ def test_sequence_longer_than_learned_positions():
 def test_sharded_pytorch_bin_with_index(good_dir, tmp_path):
     """A state dict split over two .bin files with pytorch_model.bin.index.json loads to the
     same parameters as the safetensors original."""
-    import torch
     from flax import nnx
 
+    torch = need_torch()
     d = _copy(good_dir, tmp_path)
     tensors = load_file(os.path.join(d, "model.safetensors"))
     os.remove(os.path.join(d, "model.safetensors"))

@@ -10,6 +10,7 @@ import pytest
 from hf_tiny import random_ours
 from rce_jax.models import compute_logits
 from rce_jax.models.attention import attention_mask, segment_positions
+from tolerances import SAME_MODEL_LOGITS_ABS
 
 LENGTHS = (100, 37, 135)  # 272 tokens; two documents are longer than the sliding windows
 
@@ -37,7 +38,7 @@ def test_packed_row_equals_separate_rows(name):
         out = np.asarray(compute_logits(model, jnp.asarray(packed), **kwargs))[0]
         start = 0
         for i, n in enumerate(LENGTHS):
-            np.testing.assert_allclose(out[start:start + n], ref[i, :n], rtol=0, atol=1e-5)
+            np.testing.assert_allclose(out[start:start + n], ref[i, :n], rtol=0, atol=SAME_MODEL_LOGITS_ABS)
             start += n
 
 
@@ -74,4 +75,4 @@ def test_jax_nn_attention_matches_einsum(impl):
     seg = jnp.asarray(np.repeat([[0] * 70 + [1] * 90], 2, axis=0).astype(np.int32))
     want = np.asarray(compute_logits(model, ids, segment_ids_BxL=seg))
     got = np.asarray(compute_logits(other, ids, segment_ids_BxL=seg))
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(got, want, rtol=0, atol=SAME_MODEL_LOGITS_ABS)

@@ -9,6 +9,10 @@ import pytest
 from np_reference import fresh_rng
 
 from rce_jax.scaling import fit_power_law, fit_with_irreducible, scaling_report
+from tolerances import (F64_SAME_ROUTE_ABS, FIT_INTEGER_N_R2_ABS, FIT_INTEGER_N_SLOPE_ABS,
+                        FIT_INTERCEPT_EXACT_ABS, FIT_PREDICT_EXACT_REL, FIT_R2_EXACT_ABS,
+                        FIT_SLOPE_EXACT_ABS, FIT_TWO_ROUTES_INTERCEPT_ABS,
+                        FIT_TWO_ROUTES_SLOPE_ABS, NONLINEAR_FIT_R2_ABS, NONLINEAR_FIT_REL)
 
 
 def test_planted_power_law_is_recovered_exactly():
@@ -17,10 +21,10 @@ def test_planted_power_law_is_recovered_exactly():
     alpha, c = rng.uniform(-0.5, 0.5), rng.uniform(-2, 2)
     n = np.sort(rng.uniform(1e6, 1e10, 8))
     fit = fit_power_law(n, np.exp(c) * n**alpha)
-    assert fit.slope == pytest.approx(alpha, abs=1e-12)
-    assert fit.intercept == pytest.approx(c, abs=1e-10)
-    assert fit.r2 == pytest.approx(1.0, abs=1e-12)
-    np.testing.assert_allclose(fit.predict(n), np.exp(c) * n**alpha, rtol=1e-10)
+    assert fit.slope == pytest.approx(alpha, abs=FIT_SLOPE_EXACT_ABS)
+    assert fit.intercept == pytest.approx(c, abs=FIT_INTERCEPT_EXACT_ABS)
+    assert fit.r2 == pytest.approx(1.0, abs=FIT_R2_EXACT_ABS)
+    np.testing.assert_allclose(fit.predict(n), np.exp(c) * n**alpha, rtol=FIT_PREDICT_EXACT_REL)
 
 
 def test_noisy_fit_agrees_with_polyfit():
@@ -29,23 +33,23 @@ def test_noisy_fit_agrees_with_polyfit():
     m = -(3.0 * n**-0.07) * np.exp(rng.normal(0, 0.05, n.size))  # negative: fitted on |M|
     fit = fit_power_law(n, m)
     slope, intercept = np.polyfit(np.log(n), np.log(np.abs(m)), 1)
-    assert fit.slope == pytest.approx(slope, abs=1e-10)
-    assert fit.intercept == pytest.approx(intercept, abs=1e-9)
+    assert fit.slope == pytest.approx(slope, abs=FIT_TWO_ROUTES_SLOPE_ABS)
+    assert fit.intercept == pytest.approx(intercept, abs=FIT_TWO_ROUTES_INTERCEPT_ABS)
     r = np.corrcoef(np.log(n), np.log(np.abs(m)))[0, 1]
-    assert fit.r2 == pytest.approx(r**2, abs=1e-10)
+    assert fit.r2 == pytest.approx(r**2, abs=FIT_TWO_ROUTES_SLOPE_ABS)
     assert fit.r2 < 1.0
 
 
 def test_irreducible_term_is_recovered():
-    """CE = A N^-alpha + E planted without noise comes back to 1e-6 relative."""
+    """CE = A N^-alpha + E planted without noise comes back to NONLINEAR_FIT_REL."""
     rng = fresh_rng()
     A, alpha, E = rng.uniform(5, 50), rng.uniform(0.05, 0.3), rng.uniform(1.0, 2.5)
     n = np.geomspace(1e6, 1e10, 9)
     fit = fit_with_irreducible(n, A * n**-alpha + E)
-    assert fit.A == pytest.approx(A, rel=1e-6)
-    assert fit.alpha == pytest.approx(alpha, rel=1e-6)
-    assert fit.E == pytest.approx(E, rel=1e-6)
-    assert fit.r2 == pytest.approx(1.0, abs=1e-10)
+    assert fit.A == pytest.approx(A, rel=NONLINEAR_FIT_REL)
+    assert fit.alpha == pytest.approx(alpha, rel=NONLINEAR_FIT_REL)
+    assert fit.E == pytest.approx(E, rel=NONLINEAR_FIT_REL)
+    assert fit.r2 == pytest.approx(1.0, abs=NONLINEAR_FIT_R2_ABS)
 
 
 def test_irreducible_fit_needs_three_distinct_sizes():
@@ -89,17 +93,17 @@ def test_report_fits_each_family_and_the_mix(tmp_path):
     groups = {(r["family"], r["metric"]): r for r in report.rows}
     assert {f for f, _ in groups} == {"pythia", "opt", "all"}
     # EE was planted as a power law in the non-embedding N of each family.
-    assert groups["pythia", "ee"]["slope"] == pytest.approx(-0.05, abs=1e-6)
-    assert groups["pythia", "ee"]["r2"] == pytest.approx(1.0, abs=1e-9)
-    assert groups["opt", "ee"]["slope"] == pytest.approx(-0.06, abs=1e-6)
+    assert groups["pythia", "ee"]["slope"] == pytest.approx(-0.05, abs=FIT_INTEGER_N_SLOPE_ABS)
+    assert groups["pythia", "ee"]["r2"] == pytest.approx(1.0, abs=FIT_INTEGER_N_R2_ABS)
+    assert groups["opt", "ee"]["slope"] == pytest.approx(-0.06, abs=FIT_INTEGER_N_SLOPE_ABS)
     for (fam, metric), row in groups.items():
-        assert row["abs_delta_vs_ce"] == pytest.approx(abs(row["slope"] - groups[fam, "ce"]["slope"]), abs=1e-15)
+        assert row["abs_delta_vs_ce"] == pytest.approx(abs(row["slope"] - groups[fam, "ce"]["slope"]), abs=F64_SAME_ROUTE_ABS)
     assert {r["family"] for r in report.irreducible} == {"pythia", "opt", "all"}
     # The mixed fit equals a fit over all nine models.
     mixed = [r for r in recs]
     n = np.array([r["n_params_non_embedding"] for r in mixed], float)
     slope = np.polyfit(np.log(n), np.log([r["ee"] for r in mixed]), 1)[0]
-    assert groups["all", "ee"]["slope"] == pytest.approx(slope, abs=1e-10)
+    assert groups["all", "ee"]["slope"] == pytest.approx(slope, abs=FIT_TWO_ROUTES_SLOPE_ABS)
 
     paths = report.write(tmp_path)
     text = paths["md"].read_text()

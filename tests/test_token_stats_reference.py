@@ -8,6 +8,7 @@ from np_reference import fresh_rng, np_token_stats
 
 import rce_jax
 from rce_kernels import token_stats_naive, token_stats_xla
+from tolerances import LOGP_F32_ABS, LOGP_F32_UNIT_LOGITS_ABS
 
 
 @pytest.mark.parametrize(
@@ -24,7 +25,7 @@ def test_streaming_pass_matches_numpy(T, V, chunk, dtype):
     logp, rank, ties = np_token_stats(np.asarray(logits.astype(jnp.float32)), targets)
     np.testing.assert_array_equal(out.rank, rank)
     np.testing.assert_array_equal(out.ties, ties)
-    np.testing.assert_allclose(out.logp, logp, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(out.logp, logp, rtol=0, atol=LOGP_F32_ABS)
     assert out.logp.dtype == jnp.float32 and out.rank.dtype == jnp.int32
 
 
@@ -36,7 +37,7 @@ def test_minus_inf_rows_and_targets():
                   [-np.inf] * 4], np.float32)
     y = np.array([0, 1, 2])
     out = token_stats_xla(z, y, chunk=2)
-    assert out.logp[0] == pytest.approx(-np.log1p(np.e), abs=1e-6)
+    assert out.logp[0] == pytest.approx(-np.log1p(np.e), abs=LOGP_F32_UNIT_LOGITS_ABS)
     assert out.rank[0] == 1 and out.ties[0] == 0
     assert out.logp[1] == -np.inf and out.rank[1] == 2 and out.ties[1] == 1
     assert np.isnan(out.logp[2]) and out.rank[2] == -1 and out.ties[2] == -1
@@ -61,7 +62,7 @@ def test_vocab_limit_restricts_ranking_and_softmax():
     out = token_stats_xla(z, y, vocab_limit=250, chunk=64)
     logp, rank, ties = np_token_stats(z[:, :250], y)
     np.testing.assert_array_equal(out.rank, rank)
-    np.testing.assert_allclose(out.logp, logp, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(out.logp, logp, atol=LOGP_F32_ABS, rtol=0)
     flagged = token_stats_xla(z, np.full(40, 260), vocab_limit=250)
     assert (np.asarray(flagged.rank) == -1).all()
     with pytest.raises(ValueError, match="vocab_limit=301"):
@@ -75,7 +76,7 @@ def test_naive_and_streaming_agree():
     a, b = token_stats_xla(z, y, chunk=512), token_stats_naive(z, y)
     np.testing.assert_array_equal(a.rank, b.rank)
     np.testing.assert_array_equal(a.ties, b.ties)
-    np.testing.assert_allclose(a.logp, b.logp, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(a.logp, b.logp, atol=LOGP_F32_ABS, rtol=0)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])

@@ -18,10 +18,12 @@ def register(sub, name):
 
 def run(args) -> int:
     from ..train.demo import DEMO, QUICK
+    from ..io import check_output_dir
     from ..train.ladder import run_ladder
 
     spec = QUICK if args.quick else DEMO
     out = args.out or ("rce_demo_quick" if args.quick else "rce_demo")
+    check_output_dir(out, "--out")
     command = "rce-jax demo" + (" --quick" if args.quick else "") + f" --out {shlex.quote(out)}"
     report = run_ladder(spec, out, progress=not args.no_progress, command=command,
                         title="rce-jax demo" + (" --quick" if args.quick else "")

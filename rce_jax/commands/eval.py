@@ -58,6 +58,7 @@ def run(args) -> int:
     if args.distributed:
         jax.distributed.initialize()
     from ..evaluate import EvalConfig, evaluate
+    from ..io import check_output_dir
 
     config = EvalConfig(
         context_length=args.context_length, batch_size=args.batch_size, max_tokens=args.max_tokens,
@@ -65,6 +66,7 @@ def run(args) -> int:
         upcast_logits=args.upcast_logits, packing=args.packing, profile_ranks=args.profile_ranks,
         profile_top_k=args.profile_top_k, checkpoint_every=args.checkpoint_every,
         text_field=args.text_field, model_parallel=args.model_parallel)
+    check_output_dir(args.out, "--out")  # before any model or corpus is read
     for model in args.model:
         for data in args.data:
             r = evaluate(model, data, args.out, config, split=args.split, family=args.family,

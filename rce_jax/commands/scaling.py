@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import plots
-from ..io import read_json_files
+from ..io import check_output_dir, read_json_files
 from ..scaling import METRICS, N_KEYS, scaling_report
 
 
@@ -32,6 +32,7 @@ def collect_results(paths) -> list[dict]:
 
 
 def run(args) -> int:
+    check_output_dir(args.out, "--out")
     records = collect_results(args.results)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     report = scaling_report(records, n_key=args.n_key, metrics=metrics)

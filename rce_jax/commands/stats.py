@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from ..io import write_json
+from ..io import check_output_file, write_json
 from ..stats import RankStats
 
 
@@ -35,6 +35,10 @@ def load_merged(files) -> RankStats:
 
 
 def run(args) -> int:
+    if args.verb == "merge":
+        check_output_file(args.out, "-o")
+        if args.decomposition:
+            check_output_file(args.decomposition, "--decomposition")
     stats = load_merged(args.files)
     # Merging needs no decomposition (files without tokens merge fine); show and
     # --decomposition do, and an empty merge is refused before anything is written.

@@ -130,7 +130,7 @@ def _iter_jsonl(path: Path, text_field: str) -> Iterator[tuple[str, str]]:
             raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
         if text_field not in record:
             raise ValueError(
-                f"{where}: no field {text_field!r} (fields: {sorted(record)}); pass text_field=..."
+                f"{where}: no field {text_field!r} (fields: {sorted(record)}); choose one with --text-field (rce-jax train: --set data.text_field=...)"
             )
         text = record[text_field]
         if not isinstance(text, str):

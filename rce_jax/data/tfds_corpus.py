@@ -55,7 +55,7 @@ def iter_tfds(
     if text_field not in features:
         raise ValueError(
             f"TFDS dataset {name!r} has no feature {text_field!r}; "
-            f"its features are {sorted(features.keys())} (pass text_field=...)"
+            f"its features are {sorted(features.keys())} (choose one with --text-field)"
         )
     try:
         ds = builder.as_dataset(split=split, shuffle_files=False)

@@ -90,7 +90,7 @@ def make_windows(tokenized: TokenizedCorpus, seq_len: int, *, max_tokens: int | 
     num_docs = tokenized.num_docs
     if max_tokens is not None:
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, (int, np.integer)) or max_tokens < 1:
-            raise ValueError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
+            raise ValueError(f"--max-tokens must be a positive integer, got {max_tokens!r}")
         reached = np.flatnonzero(np.cumsum(lengths) >= max_tokens)
         if reached.size:
             num_docs = int(reached[0]) + 1

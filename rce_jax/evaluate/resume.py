@@ -4,15 +4,22 @@ A partial run lives in a folder beside its final result. Each save writes a new 
 snapshot file, then ``state.json`` naming it (the commit point, written atomically), then
 removes older snapshots: a run killed at any moment leaves a state that names a complete
 snapshot, and the restarted run continues from its batch index with exactly its counts.
+
+A signal (SIGTERM, SIGINT: ``rce_jax.preempt``) snapshots the batches folded so far like a
+scheduled save and stops the run; the last save, of every batch, comes before the result file is
+written, so a result that cannot be written (full disk, folder gone) loses no work: the rerun of
+the same command finds all batches done and only writes the result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
 
-from ..io import write_json
+from ..io import OutputError, describe_os_error, write_json
+from ..preempt import Preempted, requested, signal_name
 from ..stats import RankStats
 from .profile import ProfileStats
 
@@ -75,5 +82,35 @@ class EvalState:
             if old.name not in keep and not old.name.startswith("."):
                 old.unlink(missing_ok=True)
 
+    def stop_if_preempted(self, next_batch: int, total: int, writer: bool) -> None:
+        """After batch ``next_batch - 1``: if a signal asked to stop (any host), snapshot batches
+        ``[0, next_batch)`` (the writing host) and raise Preempted."""
+        signum = requested()
+        if not signum:
+            return
+        if writer:
+            self.save(next_batch)
+        raise Preempted(signum, f"{signal_name(signum)}: saved the statistics of {next_batch} of "
+                        f"{total} batches in {self.folder}; rerun the same command to resume")
+
+    def finish(self, out_file, result: dict, total: int) -> None:
+        """Snapshot all ``total`` batches, write ``result`` to ``out_file``, then remove the
+        snapshot. If the result cannot be written, the error says where the statistics are kept
+        and how to finish."""
+        try:
+            self.save(total)
+            kept = f"the statistics of all {total} batches are kept in {self.folder}"
+        except OSError:
+            kept = (f"the statistics of the first {self.next_batch} of {total} batches are kept in "
+                    f"{self.folder}" if self.next_batch else "no snapshot could be kept either")
+        try:
+            write_json(out_file, result)
+        except OSError as e:
+            raise OutputError(f"cannot write the result {out_file} ({describe_os_error(e)}); {kept}: "
+                              "make room (or fix --out) and rerun the same command to finish") from e
+        self.discard()
+
     def discard(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the shared .partial/ folder, once no run uses it
+            self.folder.parent.rmdir()

@@ -23,11 +23,11 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data import load_corpus, plan_batches, tokenize_corpus
-from ..io import write_json
 from ..plots import slug
 from ..stats import TIE_RULE, RankStats
 from .profile import ProfileStats
 from .resume import EvalState
+from ..preempt import preemption_guard
 from ..sharding import DATA, check_hosts_agree, shard_batch
 from .step import ScoreOptions, score_batch
 
@@ -57,15 +57,16 @@ class EvalConfig:
 
     def __post_init__(self):
         if self.context_length < 1:
-            raise ValueError(f"context length must be positive, got {self.context_length}")
-        if self.batch_size < 1 or self.checkpoint_every < 1:
-            raise ValueError("batch size and checkpoint interval must be positive")
-        if self.model_parallel < 1 or self.profile_top_k < 1:
-            raise ValueError("model_parallel and profile_top_k must be positive")
+            raise ValueError(f"--context-length must be positive, got {self.context_length}")
+        for flag, value in (("--batch-size", self.batch_size), ("--checkpoint-every", self.checkpoint_every),
+                            ("--model-parallel", self.model_parallel),
+                            ("--profile-top-k", self.profile_top_k)):
+            if value < 1:
+                raise ValueError(f"{flag} must be positive, got {value}")
         if self.rank_vocab not in ("model", "tokenizer"):
-            raise ValueError(f"rank_vocab must be 'model' or 'tokenizer', got {self.rank_vocab!r}")
+            raise ValueError(f"--rank-vocab must be 'model' or 'tokenizer', got {self.rank_vocab!r}")
         if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
+            raise ValueError(f"--dtype must be float32 or bfloat16, got {self.dtype!r}")
 
 
 def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: RankStats,
@@ -214,13 +215,15 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     def on_batch(next_batch):
         if writer and (next_batch % config.checkpoint_every == 0) and next_batch < plan.num_batches:
             state.save(next_batch)
+        state.stop_if_preempted(next_batch, plan.num_batches, writer)
 
     graphdef, params = nnx.split(model)
     done_before = state.stats.n_tokens
     t2 = time.perf_counter()
-    score_plan(plan, graphdef, params, options, mesh, stats=state.stats, profile=state.profile,
-               start_batch=state.next_batch, on_batch=on_batch, progress=progress,
-               desc=f"{model_name} | {corpus.name}")
+    with preemption_guard():
+        score_plan(plan, graphdef, params, options, mesh, stats=state.stats, profile=state.profile,
+                   start_batch=state.next_batch, on_batch=on_batch, progress=progress,
+                   desc=f"{model_name} | {corpus.name}")
     eval_s = time.perf_counter() - t2
     if state.stats.n_tokens != plan.num_scored_tokens:
         raise RuntimeError(f"scored {state.stats.n_tokens} tokens, the plan has {plan.num_scored_tokens}")
@@ -248,6 +251,5 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
                     "tokens_per_s": (dec.n_tokens - done_before) / eval_s if eval_s > 0 else None},
     }
     if writer:
-        write_json(out_file, result)
-        state.discard()
+        state.finish(out_file, result, plan.num_batches)
     return result

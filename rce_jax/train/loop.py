@@ -10,7 +10,8 @@ Output folder::
     summary.json       sizes, tokens, loss path, final metrics, timings
 
 Rerunning the same command resumes from the latest checkpoint (see ``checkpoint.py``); a run
-that finished is not trained again.
+that finished is not trained again. SIGTERM or SIGINT during training saves a checkpoint of the
+step just completed (every host the same step) and raises ``rce_jax.preempt.Preempted``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from ..data import load_corpus
-from ..io import write_json
+from ..io import check_output_dir, write_json
 from ..models import init_model, param_counts, save_pretrained
+from ..preempt import Preempted, preemption_guard, requested, signal_name
 from ..sharding import DATA, check_hosts_agree, make_mesh
 from .checkpoint import Checkpoints, MetricsLog
 from .config import ConfigError, TrainConfig, diff_keys, identity
@@ -100,7 +102,7 @@ def train(config: TrainConfig, out_dir, *, mesh="auto", progress: bool = True, v
     out = Path(out_dir)
     writer = jax.process_index() == 0
     if writer:
-        out.mkdir(parents=True, exist_ok=True)
+        check_output_dir(out, "--out")  # before a corpus is read
     _check_out_dir(out, config, restart, writer)
     mesh = make_mesh_for(config, mesh)
     data_size = 1 if mesh is None else mesh.shape[DATA]
@@ -156,31 +158,41 @@ def train(config: TrainConfig, out_dir, *, mesh="auto", progress: bool = True, v
     bar = tqdm(total=config.steps, initial=start, unit="step", desc=config.model.preset or "train",
                disable=not progress or not writer, dynamic_ncols=True)
     t_last, tokens_last = time.perf_counter(), start * tokens_per_step
-    for k in range(start, config.steps):
-        s = k + 1
-        state, metrics = step_fn(state, put_batch(stream.batch(k, config.batch_size), mesh))
-        do_eval = bool(eval_sets) and (s % config.eval.every == 0 or s == config.steps)
-        row = None
-        if s % config.log_every == 0 or do_eval or s == config.steps:
-            m = jax.device_get(metrics)
-            now = time.perf_counter()
-            row = {"step": s, "loss": float(m["loss"]), "ce": float(m["ce"]), "conf": float(m["conf"]),
-                   "lr": float(m["lr"]), "grad_norm": float(m["grad_norm"]),
-                   "scored_tokens": int(m["scored_tokens"]), "tokens": s * tokens_per_step,
-                   "tokens_per_s": (s * tokens_per_step - tokens_last) / max(now - t_last, 1e-9),
-                   "elapsed_s": now - t_start}
-            if not np.isfinite(row["loss"]):
-                raise FloatingPointError(f"the loss is {row['loss']} at step {s}; lower optim.lr?")
-            bar.set_postfix(loss=f"{row['loss']:.3f}")
-            if do_eval:
-                row["eval"] = eval_row(s)
-            log.append(row)
-            t_last, tokens_last = time.perf_counter(), s * tokens_per_step
-        if s % config.save_every == 0 or s == config.steps:
-            ckpts.save(s, state, {"step": s, "config": config.to_dict()})
-        bar.update(1)
-        if on_step is not None:
-            on_step(s, row)
+    with preemption_guard():
+        for k in range(start, config.steps):
+            s = k + 1
+            state, metrics = step_fn(state, put_batch(stream.batch(k, config.batch_size), mesh))
+            do_eval = bool(eval_sets) and (s % config.eval.every == 0 or s == config.steps)
+            row = None
+            if s % config.log_every == 0 or do_eval or s == config.steps:
+                m = jax.device_get(metrics)
+                now = time.perf_counter()
+                row = {"step": s, "loss": float(m["loss"]), "ce": float(m["ce"]), "conf": float(m["conf"]),
+                       "lr": float(m["lr"]), "grad_norm": float(m["grad_norm"]),
+                       "scored_tokens": int(m["scored_tokens"]), "tokens": s * tokens_per_step,
+                       "tokens_per_s": (s * tokens_per_step - tokens_last) / max(now - t_last, 1e-9),
+                       "elapsed_s": now - t_start}
+                if not np.isfinite(row["loss"]):
+                    raise FloatingPointError(f"the loss is {row['loss']} at step {s}; lower optim.lr?")
+                bar.set_postfix(loss=f"{row['loss']:.3f}")
+                if do_eval:
+                    row["eval"] = eval_row(s)
+                log.append(row)
+                t_last, tokens_last = time.perf_counter(), s * tokens_per_step
+            saved = s % config.save_every == 0 or s == config.steps
+            if saved:
+                ckpts.save(s, state, {"step": s, "config": config.to_dict()})
+            bar.update(1)
+            if on_step is not None:
+                on_step(s, row)
+            signum = requested() if s < config.steps else None
+            if signum:
+                if not saved:
+                    ckpts.save(s, state, {"step": s, "config": config.to_dict()})
+                bar.close()
+                ckpts.close()  # waits until the checkpoint is committed
+                raise Preempted(signum, f"{signal_name(signum)}: saved the checkpoint of step {s} of "
+                                f"{config.steps} in {ckpts.folder}; rerun the same command to resume")
     bar.close()
     ckpts.close()
 
