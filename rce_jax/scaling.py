@@ -306,7 +306,7 @@ def describe_groups(models: Sequence[dict], labels: Mapping) -> list[dict]:
         in_group = [m for m in models if _group(m) == key]
         out.append({"label": labels[key], "corpus_fingerprint": key[1] if key[0] == "corpus" else None,
                     "settings": dict(zip(NUMBER_SETTINGS, key[2:])) if key[0] == "corpus" else {},
-                    "names": sorted({m["dataset"] for m in in_group}),
+                    "names": sorted({m.get("dataset_name", m["dataset"]) for m in in_group}),
                     "families": sorted({m["family"] for m in in_group}),
                     "n_tokenizers": len({m.get("tokenizer") for m in in_group}),
                     "n_sizes": len({m["n"] for m in in_group}),
@@ -341,7 +341,7 @@ def scaling_report(records: Iterable[Mapping], *, n_key: str = "non_embedding",
             if names.count(m["model"]) > 1 and m["model_path"]:
                 m["model"] = f"{m['model']} ({m['model_path']})"
     for m in models:
-        m["dataset"] = labels[m["group"]]
+        m["dataset_name"], m["dataset"] = m["dataset"], labels[m["group"]]
     models.sort(key=lambda m: (m["dataset"], m["family"], m["n"], m["model"]))
     rows, irreducible, warnings = [], [], []
     for dataset, family, group in fit_groups(models):
@@ -361,5 +361,6 @@ def scaling_report(records: Iterable[Mapping], *, n_key: str = "non_embedding",
             irreducible.append({"dataset": dataset, "family": family, "n_used": n_key,
                                 **dataclasses.asdict(irr)})
     groups = describe_groups(models, labels)
-    public = [{k: v for k, v in m.items() if k not in ("group", "tokenizer", "model_path")} for m in models]
+    public = [{k: v for k, v in m.items() if k not in ("group", "tokenizer", "model_path", "dataset_name")}
+              for m in models]
     return ScalingReport(n_key, rows, irreducible, public, groups, warnings, labels)
