@@ -18,7 +18,7 @@ error. Embedded splits are ``all`` (default), ``train`` and ``heldout`` (see
 :mod:`rce_jax.data.embedded`); TFDS splits are TFDS's own (default ``train``), as are
 Hugging Face splits (default ``train``; ``test`` for ``wikitext``).
 A path takes no split, and ``@`` in a path is part of the path. A local path
-that happens to be called ``python-docs`` is reached as ``./python-docs``.
+that happens to be called ``python-docs`` (or ``wikitext``) is reached as ``./python-docs``.
 
 Local files are read as bytes and decoded as strict UTF-8 (a leading BOM is
 dropped; line endings are kept as they are, so byte counts match the file):
