@@ -16,7 +16,8 @@ pytestmark = pytest.mark.harness
 
 
 @pytest.fixture(scope="module")
-def datasets():
+def datasets(tmp_path_factory):
+    os.environ.setdefault("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf_datasets_cache")))
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if os.environ.get("RCE_JAX_REQUIRE_HARNESS") == "1":

@@ -166,9 +166,9 @@ def test_other_inputs_get_their_own_file_and_a_changed_corpus_is_refused(setup, 
 
 def test_save_stats_and_stats_show_read_results_and_statistics_alike(setup, tmp_path, capsys):
     """``eval --save-stats`` writes the RankStats file beside the result; ``stats show`` gives
-    the same decomposition from the result file and from the statistics file, and ``stats
-    merge`` of a result with itself is refused while merging the result with the statistics
-    of another run adds the counts."""
+    the same decomposition from the result file and from the statistics file; ``stats merge``
+    refuses a file named twice, and merging two files adds their counts (here a result and its
+    own statistics file: twice the tokens)."""
     root, *_ = setup
     out = tmp_path / "out"
     assert run_eval(root, out, "--save-stats") == 0

@@ -36,7 +36,8 @@ def _require(name):
 
 
 @pytest.fixture(scope="module")
-def lm_eval():
+def lm_eval(tmp_path_factory):
+    os.environ.setdefault("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf_datasets_cache")))
     _require("torch")
     _require("datasets")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
