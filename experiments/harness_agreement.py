@@ -29,6 +29,8 @@ _TITLE = re.compile(r"^ = [^=].* = $")
 def split_articles(raw: str, n: int) -> list[str]:
     """The first ``n`` articles of a WikiText raw text, each from its title line to the next."""
     lines = raw.replace("\r\n", "\n").split("\n")
+    if lines and lines[-1] == "":  # the text's final line break ends a line, it starts none
+        lines.pop()
     starts = [i for i, line in enumerate(lines) if _TITLE.match(line)]
     if not starts:
         raise ValueError("no ' = Title = ' lines: not a WikiText raw file")

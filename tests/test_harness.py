@@ -201,3 +201,30 @@ def test_wikitext_detokenizer_equals_the_harness_function(lm_eval):
     for _ in range(300):
         page = _wikitext_page(rng)
         assert wikitext(page) == pw.wikitext_detokenizer({"page": page}), page
+
+
+def test_harness_agreement_experiment_runs_on_a_small_raw_file(models, lm_eval, tmp_path):
+    """experiments/harness_agreement.py splits a WikiText raw file at its top-level titles (not at
+    `` = = `` subheadings) and reports, per tokenizer, equal token counts and float32-noise
+    differences for the two matching comparisons, and for a tokenizer that adds ``<s>`` one token
+    per article more under lm_eval's default than under rce-jax's default."""
+    from experiment_scripts import load_script
+
+    ha = load_script("harness_agreement")
+    rng = np.random.default_rng(seed := int(np.random.SeedSequence().entropy % 2**32))
+    print(f"seed={seed}")
+    pages = [_wikitext_page(rng) for _ in range(3)]
+    raw = tmp_path / "wiki.test.raw"
+    raw.write_text("".join(pages).replace("\n", "\r\n"), encoding="utf-8")
+    assert ha.split_articles(raw.read_text(encoding="utf-8"), 10) == pages
+    _, dirs = models
+    assert ha.main(["--raw", str(raw), "--tokenizer", str(dirs["adds_bos"]), "--articles", "3",
+                    "--context-length", str(L), "--out", str(tmp_path / "out")]) == 0
+    rows = json.loads((tmp_path / "out" / "agreement.json").read_text())["rows"]
+    assert [r["comparison"] for r in rows] == ["default vs add_bos_token=False",
+                                               "--add-special-tokens vs lm_eval default",
+                                               "default vs lm_eval default"]
+    for r in rows[:2]:
+        assert r["tokens_ours"] == r["tokens_lm_eval"]
+        assert max(r[f"rel_{m}"] for m in ("word_perplexity", "byte_perplexity", "bits_per_byte")) < FLOAT32_RTOL
+    assert rows[2]["tokens_lm_eval"] - rows[2]["tokens_ours"] == 3
