@@ -67,7 +67,7 @@ __all__ = ["CorpusEntry", "CorpusStatus", "ModelEntry", "ModelStatus", "Plan", "
 def report_record(run: Run, result: dict) -> dict:
     """A result relabelled for the report: the table's family and corpus key."""
     return {**result, "family": run.model.entry.family, "architecture": result.get("architecture", result["family"]),
-            "dataset": run.corpus.key, "dataset_spec": result["dataset"]}
+            "dataset": run.corpus.key, "dataset_spec": result["dataset_spec"]}
 
 
 def run_plan(plan: Plan, config, out, *, cache_dir=None, force=False, keep_going=False, progress=True):
@@ -79,7 +79,8 @@ def run_plan(plan: Plan, config, out, *, cache_dir=None, force=False, keep_going
         cfg = dataclasses.replace(config, text_field=run.corpus.text_field)
         try:
             result = evaluate(run.model.path, run.corpus.spec, Path(out) / "results", cfg,
-                              model_name=run.model.entry.repo, cache_dir=cache_dir, force=force,
+                              model_name=run.model.entry.repo, dataset_name=run.corpus.key,
+                              cache_dir=cache_dir, force=force,
                               progress=progress)
         except Exception as e:
             if not keep_going:
@@ -166,7 +167,7 @@ def run(args) -> int:
     plan = make_plan(table, args.out, models_dir=args.models_dir, hf_cache=not args.no_hf_cache,
                      hf_cache_dir=args.hf_cache_dir, families=args.families, models=args.models,
                      corpora=args.corpora, corpus_specs=specs, fallback=not args.no_fallback,
-                     tfds_data_dir=args.tfds_data_dir, context_length=context_length)
+                     tfds_data_dir=args.tfds_data_dir, context_length=context_length, eval_config=config)
     print(f"settings: context length {context_length}, max tokens {max_tokens or 'all'}, dtype {dtype}, "
           f"batch size {batch_size}, N = {args.n_key or d['n_key']}")
     print(format_plan(plan))

@@ -230,9 +230,12 @@ class Plan:
 
 def make_plan(table: Table, out, *, models_dir=None, hf_cache=True, hf_cache_dir=None, families=None,
               models=None, corpora=None, corpus_specs=None, fallback=True, tfds_data_dir=None,
-              context_length: int) -> Plan:
-    """Which models are present, which corpora are available, and which results exist."""
-    from rce_jax.evaluate.runner import result_path
+              context_length: int, eval_config=None) -> Plan:
+    """Which models are present, which corpora are available, and which results exist
+    (``eval_config``: the settings the results are keyed by; default: only ``context_length``)."""
+    from rce_jax.evaluate.runner import EvalConfig, result_path
+
+    eval_config = eval_config or EvalConfig(context_length=context_length)
 
     known = sorted({m.family for m in table.models})
     if families and set(families) - set(known):
@@ -265,7 +268,8 @@ def make_plan(table: Table, out, *, models_dir=None, hf_cache=True, hf_cache_dir
     for m in statuses:
         if m.status == "present":
             for c in used:
-                path = result_path(Path(out) / "results", m.entry.repo, c.spec)
+                path = result_path(Path(out) / "results", m.entry.repo, c.key, eval_config,
+                                   model_path=m.path, data_spec=c.spec)
                 runs.append(Run(m, c, path, path.exists()))
     return Plan(statuses, list(checked.values()), used, substitutes, runs)
 

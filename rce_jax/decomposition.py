@@ -96,8 +96,10 @@ class Decomposition:
         }
 
     def __repr__(self) -> str:
+        # Every ``name=value`` printed is the attribute of that name (tests/test_decompose.py).
         return (
-            f"Decomposition(n_tokens={self.n_tokens}, ranks={self.ranks.size}/{self.vocab_size}: "
-            f"CE={self.ce:.6f} = EE {self.ee:.6f} + SA {self.sa:.6f} - Conf {self.conf:.6f}; "
-            f"EE/CE={self.ee_share:.4f}, top1={self.top1:.4f})"
+            f"Decomposition(ce={self.ce:.6f}, ee={self.ee:.6f}, sa={self.sa:.6f}, "
+            f"conf={self.conf:.6f}, ee_share={self.ee_share:.4f}, top1={self.top1:.4f}, "
+            f"n_tokens={self.n_tokens}, vocab_size={self.vocab_size}; "
+            f"{self.ranks.size} ranks occur; ce = ee + sa - conf)"
         )

@@ -213,6 +213,8 @@ def plot_p_evolution(rows: Sequence[dict], path, *, max_curves=8, title="evoluti
 def write_figures(report, records, out_dir, histogram_models: str = "") -> list[Path]:
     """Every figure of the paper that these results support (``rce-jax scaling``, the demo and
     the experiments): metric vs N with fits, EE share, p_e histograms, score profiles."""
+    # Each record under its corpus group's label, as in the tables (one figure per group).
+    records = [{**r, "dataset": report.label_of(r)} for r in records] if report.labels else list(records)
     chosen = {m.strip() for m in histogram_models.split(",") if m.strip()}
     unknown = chosen - {r["model"] for r in records}
     if unknown:

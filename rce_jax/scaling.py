@@ -1,9 +1,17 @@
 """Scaling-law fits of the decomposition against model size (docs/design.md#3-scaling-fits).
 
 For a group of models with sizes ``N_m`` and a metric ``M``: ``log|M| = c + alpha log N`` by
-least squares, with ``R^2`` in log space and ``|Delta_M| = |alpha_M - alpha_CE|``. Groups are
-each (dataset, family) pair and each dataset with all families mixed. CE is also fitted with
-an irreducible term, ``CE = A N^-alpha + E``.
+least squares, with ``R^2`` in log space and ``|Delta_M| = |alpha_M - alpha_CE|``. CE is also
+fitted with an irreducible term, ``CE = A N^-alpha + E``.
+
+Grouping (``group_key``): results are fitted together only when they were scored on the same
+corpus (its content fingerprint, not the path it was given by) under the same number-changing
+settings (``rce_jax.results.NUMBER_SETTINGS``: context length, tokenization convention, rank
+vocabulary, dtype, ranked logits dtype, token cap). Within such a corpus group each family is
+fitted per tokenizer (its fingerprint: one family's models normally share one), and all
+families together (``all``, as the paper mixes families, whose tokenizers differ). Records
+without a fingerprint (hand-made rows) group by their ``dataset`` name. A group's label is its
+dataset name(s), with the settings that tell it from another group of the same name.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from .io import write_json, write_text
+from .results import NUMBER_SETTINGS, EvalResult, is_result
 
 METRICS = ("ce", "ee", "sa", "conf", "ee_share")
 N_KEYS = {
@@ -129,20 +138,39 @@ def fit_with_irreducible(n, ce) -> IrreducibleFit:
 
 @dataclasses.dataclass(frozen=True)
 class ScalingReport:
-    """Fits of every metric per (dataset, family) group and per dataset mixed."""
+    """Fits of every metric per (corpus group, family) and per corpus group mixed."""
 
     n_key: str
     rows: list  # one dict per (dataset, family, metric)
     irreducible: list  # one dict per (dataset, family): the CE fit with an irreducible term
     models: list  # one dict per model: sizes, metrics and the EE share
+    groups: list = dataclasses.field(default_factory=list)  # what was grouped (describe_groups)
+    warnings: list = dataclasses.field(default_factory=list)  # groups that could not be fitted
+    labels: dict = dataclasses.field(default_factory=dict)  # group key -> label
 
     @property
     def n_description(self) -> str:
         return N_DESCRIPTIONS[self.n_key]
 
+    def label_of(self, record: Mapping) -> str:
+        """The dataset label this report gives ``record``'s corpus group."""
+        return self.labels[group_key(record)]
+
     def to_dict(self) -> dict:
         return {"n_used": self.n_key, "n_description": self.n_description, "fits": self.rows,
-                "ce_irreducible_fits": self.irreducible, "models": self.models}
+                "ce_irreducible_fits": self.irreducible, "models": self.models,
+                "groups": self.groups, "warnings": self.warnings}
+
+    def grouping_summary(self) -> str:
+        """What was fitted together and why, one line per group, then the warnings."""
+        out = []
+        for g in self.groups:
+            settings = ", ".join(f"{k}={v}" for k, v in g["settings"].items()) or "as named"
+            fp = f"corpus {g['corpus_fingerprint'][:12]}" if g["corpus_fingerprint"] else "no fingerprint"
+            out.append(f"group {g['label']!r}: {fp} ({settings}); named {', '.join(g['names'])}; "
+                       f"{len(g['models'])} results, {g['n_sizes']} sizes, families "
+                       f"{', '.join(g['families'])}; {g['n_tokenizers']} tokenizer(s)")
+        return "\n".join(out + [f"warning: {w}" for w in self.warnings])
 
     def to_markdown(self) -> str:
         out = [f"N = {self.n_description}.", "",
@@ -163,6 +191,8 @@ class ScalingReport:
         for m in self.models:
             out.append(f"| {m['dataset']} | {m['model']} | {m['family']} | {m['n']:,} | {m['ce']:.4f} | "
                        f"{m['ee']:.4f} | {m['sa']:.4f} | {m['conf']:.4f} | {m['ee_share']:.4f} |")
+        if self.warnings:
+            out += [""] + [f"Warning: {w}" for w in self.warnings]
         return "\n".join(out) + "\n"
 
     def to_csv(self) -> str:
@@ -185,60 +215,140 @@ class ScalingReport:
         return paths
 
 
+def _typed(rec: Mapping):
+    """The EvalResult of a result record (any version); None for a hand-made row."""
+    if isinstance(rec, EvalResult):
+        return rec
+    return EvalResult.from_dict(rec, f"result {rec.get('model', '?')!r}") if is_result(rec) else None
+
+
+def group_key(rec: Mapping) -> tuple:
+    """What must agree for two results to be fitted together (module docstring)."""
+    typed = _typed(rec)
+    if typed is None or not typed.corpus_fingerprint:
+        return ("dataset", str(rec.get("dataset")))
+    return ("corpus", typed.corpus_fingerprint, *(typed.settings[k] for k in NUMBER_SETTINGS))
+
+
 def model_row(rec: Mapping, n_field: str) -> dict:
-    """One result record reduced to what the fits use (N from ``n_field``, the metrics, EE/CE)."""
+    """One result record reduced to what the fits use (N from ``n_field``, the metrics, EE/CE),
+    with its corpus group key, tokenizer fingerprint and model location."""
     missing = [k for k in ("model", "family", "dataset", n_field, "ce", "ee", "sa", "conf") if k not in rec]
     if missing:
         raise ValueError(f"result {rec.get('model', '?')!r} lacks fields {missing}")
+    typed = _typed(rec)
     return {"model": str(rec["model"]), "family": str(rec["family"]), "dataset": str(rec["dataset"]),
             "n": int(rec[n_field]), "ce": float(rec["ce"]), "ee": float(rec["ee"]),
             "sa": float(rec["sa"]), "conf": float(rec["conf"]),
-            "ee_share": float(rec["ee"]) / float(rec["ce"]) if float(rec["ce"]) != 0 else math.nan}
+            "ee_share": float(rec["ee"]) / float(rec["ce"]) if float(rec["ce"]) != 0 else math.nan,
+            "group": group_key(rec),
+            "tokenizer": typed.tokenizer_fingerprint if typed is not None else None,
+            "model_path": typed.model_path if typed is not None else None}
+
+
+def _group(m: Mapping) -> tuple:
+    return m.get("group", ("dataset", m["dataset"]))
 
 
 def check_unique_models(models: Iterable[Mapping]) -> None:
-    """Each model at most once per dataset: a record given twice would be fitted twice."""
+    """Each model at most once per corpus group: a record given twice would be fitted twice."""
     seen = set()
     for m in models:
-        key = (m["dataset"], m["model"])
+        key = (_group(m), m["model"], m.get("model_path"))
         if key in seen:
             raise ValueError(f"model {m['model']!r} on {m['dataset']!r} appears twice; give each "
                              "model once per dataset")
         seen.add(key)
 
 
+def label_groups(models: Sequence[Mapping]) -> dict:
+    """group key -> label: the dataset name(s), plus what tells apart groups of the same name."""
+    names: dict = {}
+    for m in models:
+        names.setdefault(_group(m), set()).add(m["dataset"])
+    base = {k: "|".join(sorted(v)) for k, v in names.items()}
+    labels = {}
+    for key, name in base.items():
+        same = [k for k, b in base.items() if b == name]
+        if len(same) == 1 or key[0] != "corpus":
+            labels[key] = name
+            continue
+        settings = dict(zip(NUMBER_SETTINGS, key[2:]))
+        differing = [k for k in NUMBER_SETTINGS if len({dict(zip(NUMBER_SETTINGS, o[2:]))[k] for o in same}) > 1]
+        parts = [f"{k}={settings[k]}" for k in differing]
+        if len({o[1] for o in same}) > 1:
+            parts.append(f"corpus {key[1][:8]}")
+        labels[key] = f"{name} [{', '.join(parts)}]"
+    return labels
+
+
 def fit_groups(models: Sequence[dict]) -> Iterable[tuple[str, str, list[dict]]]:
-    """(dataset, family, models) for each family of each dataset, then the dataset mixed."""
-    for dataset in sorted({m["dataset"] for m in models}):
-        in_ds = [m for m in models if m["dataset"] == dataset]
-        families = sorted({m["family"] for m in in_ds})
+    """(label, family, models) for each family (and tokenizer) of each corpus group, then the
+    group mixed. Family labels get ``@<tokenizer>`` only when one family has several tokenizers."""
+    labels = label_groups(models)
+    for key in sorted(labels, key=lambda k: (labels[k], k)):
+        in_group = [m for m in models if _group(m) == key]
+        families = sorted({m["family"] for m in in_group})
         for fam in families:
-            yield dataset, fam, [m for m in in_ds if m["family"] == fam]
+            in_fam = [m for m in in_group if m["family"] == fam]
+            tokenizers = sorted({str(m.get("tokenizer")) for m in in_fam})
+            for tok in tokenizers:
+                label = fam if len(tokenizers) == 1 else f"{fam}@{tok[:8]}"
+                yield labels[key], label, [m for m in in_fam if str(m.get("tokenizer")) == tok]
         if len(families) > 1:
-            yield dataset, MIXED, in_ds
+            yield labels[key], MIXED, in_group
+
+
+def describe_groups(models: Sequence[dict], labels: Mapping) -> list[dict]:
+    """What was grouped: per corpus group its label, fingerprint, settings, names and models."""
+    out = []
+    for key in sorted(labels, key=lambda k: (labels[k], k)):
+        in_group = [m for m in models if _group(m) == key]
+        out.append({"label": labels[key], "corpus_fingerprint": key[1] if key[0] == "corpus" else None,
+                    "settings": dict(zip(NUMBER_SETTINGS, key[2:])) if key[0] == "corpus" else {},
+                    "names": sorted({m.get("dataset_name", m["dataset"]) for m in in_group}),
+                    "families": sorted({m["family"] for m in in_group}),
+                    "n_tokenizers": len({m.get("tokenizer") for m in in_group}),
+                    "n_sizes": len({m["n"] for m in in_group}),
+                    "models": [m["model"] for m in in_group]})
+    return out
 
 
 def scaling_report(records: Iterable[Mapping], *, n_key: str = "non_embedding",
                    metrics: Sequence[str] = METRICS) -> ScalingReport:
-    """Fit every metric per group; groups with fewer than two distinct sizes are left out.
+    """Fit every metric per group (module docstring). A group with fewer than two distinct sizes
+    is not fitted and is named in ``warnings``; none is dropped silently.
 
-    ``records`` are evaluation results with ``model``, ``family``, ``dataset``, ``n_params``,
-    ``n_params_non_embedding``, ``ce``, ``ee``, ``sa`` and ``conf``.
+    ``records`` are evaluation results (``rce_jax.results.EvalResult`` or their JSON objects, of
+    any readable version) or hand-made rows with ``model``, ``family``, ``dataset``,
+    ``n_params``, ``n_params_non_embedding``, ``ce``, ``ee``, ``sa`` and ``conf``.
     """
     if n_key not in N_KEYS:
         raise ValueError(f"n_key must be one of {sorted(N_KEYS)}; got {n_key!r}")
     unknown = set(metrics) - set(METRICS)
     if unknown:
         raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {METRICS}")
-    models = sorted((model_row(r, N_KEYS[n_key]) for r in records),
-                    key=lambda m: (m["dataset"], m["family"], m["n"], m["model"]))
+    models = [model_row(r, N_KEYS[n_key]) for r in records]
     if not models:
         raise ValueError("no results to fit")
     check_unique_models(models)
-    rows, irreducible = [], []
+    labels = label_groups(models)
+    # Two models sharing a name in one group are told apart by where they were loaded from.
+    for key in labels:
+        in_group = [m for m in models if m["group"] == key]
+        names = [m["model"] for m in in_group]
+        for m in in_group:
+            if names.count(m["model"]) > 1 and m["model_path"]:
+                m["model"] = f"{m['model']} ({m['model_path']})"
+    for m in models:
+        m["dataset_name"], m["dataset"] = m["dataset"], labels[m["group"]]
+    models.sort(key=lambda m: (m["dataset"], m["family"], m["n"], m["model"]))
+    rows, irreducible, warnings = [], [], []
     for dataset, family, group in fit_groups(models):
         n = np.array([m["n"] for m in group], np.float64)
         if np.unique(n).size < 2:
+            warnings.append(f"{dataset!r}, family {family!r}: {np.unique(n).size} model size "
+                            f"({', '.join(m['model'] for m in group)}); a fit needs 2, none made")
             continue
         fits = {k: fit_power_law(n, [m[k] for m in group]) for k in metrics}
         ce_slope = fits["ce"].slope if "ce" in fits else fit_power_law(n, [m["ce"] for m in group]).slope
@@ -250,4 +360,7 @@ def scaling_report(records: Iterable[Mapping], *, n_key: str = "non_embedding",
             irr = fit_with_irreducible(n, [m["ce"] for m in group])
             irreducible.append({"dataset": dataset, "family": family, "n_used": n_key,
                                 **dataclasses.asdict(irr)})
-    return ScalingReport(n_key, rows, irreducible, models)
+    groups = describe_groups(models, labels)
+    public = [{k: v for k, v in m.items() if k not in ("group", "tokenizer", "model_path", "dataset_name")}
+              for m in models]
+    return ScalingReport(n_key, rows, irreducible, public, groups, warnings, labels)

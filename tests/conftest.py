@@ -35,6 +35,11 @@ def pytest_configure(config):
         "tfds: needs the optional tensorflow-datasets extra (pip install 'rce-jax[tfds]'); "
         "CI runs these in a separate step",
     )
+    config.addinivalue_line(
+        "markers",
+        "harness: needs the optional harness extra (lm_eval[hf] and datasets: pip install "
+        "'rce-jax[test,harness]'); CI runs these in a separate step",
+    )
     seed = session_seed()
     if hasattr(config.option, "hypothesis_seed") and config.option.hypothesis_seed is None:
         config.option.hypothesis_seed = seed

@@ -1,13 +1,16 @@
 """`rce-jax stats` and `rce-jax scaling` on files the test writes."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 from np_reference import fresh_rng
+from result_helpers import make_record
 
 from rce_jax import RankStats
 from rce_jax.cli import main
+from rce_jax.results import write_result
 from tolerances import F64_SAME_ROUTE_ABS, FIT_INTEGER_N_SLOPE_ABS
 
 
@@ -69,15 +72,30 @@ def test_scaling_command_writes_tables(tmp_path, capsys):
     results.mkdir()
     for i, n in enumerate(np.geomspace(1e6, 1e8, 4)):
         ee = 5 * n**-0.1
-        rec = {"model": f"m{i}", "family": "toy", "dataset": "d", "n_params": int(2 * n),
-               "n_params_non_embedding": int(n), "ce": ee + 1.0 + rng.random() * 0.1, "ee": ee,
-               "sa": 1.2, "conf": 0.2}
-        (results / f"m{i}.json").write_text(json.dumps(rec))
+        rec = dataclasses.replace(make_record(rng, model=f"m{i}", family="toy", dataset="d"),
+                                  n_params=int(2 * n), n_params_non_embedding=int(n),
+                                  ce=ee + 1.0 + rng.random() * 0.1, ee=ee, sa=1.2, conf=0.2)
+        write_result(results / f"m{i}.json", rec)
     assert main(["scaling", str(results), "--out", str(tmp_path / "report")]) == 0
     fits = json.loads((tmp_path / "report" / "scaling.json").read_text())
     ee_fit = next(r for r in fits["fits"] if r["metric"] == "ee")
     assert ee_fit["slope"] == pytest.approx(-0.1, abs=FIT_INTEGER_N_SLOPE_ABS)
     assert (tmp_path / "report" / "scaling.md").exists() and (tmp_path / "report" / "scaling.csv").exists()
+    assert "4 results in 1 corpus group(s)" in capsys.readouterr().out
+    (results / "hand.json").write_text(json.dumps({"model": "x", "ce": 1.0}))
+    assert main(["scaling", str(results), "--out", str(tmp_path / "r2")]) == 2
+    assert "hand.json: not an `rce-jax eval` result" in capsys.readouterr().err
+    (results / "hand.json").unlink()
     (results / "bad.json").write_text("{not json")
     assert main(["scaling", str(results), "--out", str(tmp_path / "r2")]) == 2
     assert "bad.json: not JSON" in capsys.readouterr().err
+
+
+def test_bench_help_names_the_rce_jax_command(capsys):
+    """``rce-jax bench --help`` shows its usage as ``rce-jax bench``, not the module's name."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    usage = out.split("\n\n")[0]  # the usage block (the description below may name the module)
+    assert usage.startswith("usage: rce-jax bench") and "rce_kernels" not in usage

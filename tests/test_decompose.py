@@ -221,4 +221,21 @@ def test_certain_predictions_decompose_without_crashing():
     dec = rce_jax.decompose(logits, targets)
     assert dec.ce == 0.0 and dec.ee == 0.0 and dec.sa == 0.0 and dec.conf == 0.0
     assert np.isnan(dec.ee_share)
-    assert np.isnan(dec.to_dict()["ee_share"]) and "EE/CE=nan" in repr(dec)
+    assert np.isnan(dec.to_dict()["ee_share"]) and "ee_share=nan" in repr(dec)
+
+
+def test_repr_names_are_the_attributes():
+    """Every ``name=value`` the printout of a Decomposition shows is an attribute of that name
+    holding that value (to the printed digits: 6 decimals for the parts, 4 for the shares)."""
+    rng = fresh_rng()
+    logits = rng.standard_normal((40, 9)).astype(np.float32)
+    targets = rng.integers(0, 9, 40)
+    dec = rce_jax.decompose(logits, targets)
+    import re
+
+    pairs = re.findall(r"(\w+)=([-+0-9.e]+|nan)", repr(dec))
+    assert {k for k, _ in pairs} >= {"ce", "ee", "sa", "conf", "ee_share", "top1", "n_tokens", "vocab_size"}
+    for name, text in pairs:
+        value = getattr(dec, name)  # AttributeError here is the bug this test guards against
+        digits = len(text.partition(".")[2]) if "." in text else 0
+        assert abs(float(value) - float(text)) <= 0.5 * 10.0 ** -digits, (name, value, text)

@@ -142,25 +142,86 @@ def test_existing_result_is_skipped_and_force_recomputes(setup, capsys):
     assert (again["family"], again["architecture"]) == ("tiny-ladder", "llama")
 
 
-def test_existing_result_of_other_inputs_is_refused_not_returned(setup, tmp_path, capsys):
-    """A result file named like the request but made from another corpus (same file name in
-    another folder) or another context length is an error, never returned as this run's result."""
+def test_other_inputs_get_their_own_file_and_a_changed_corpus_is_refused(setup, tmp_path, capsys):
+    """Another corpus of the same file name (in another folder) and another context length land
+    in files of their own in the same --out, nothing overwritten; a corpus whose content changed
+    under the same path is an error (naming the fingerprint), never returned as this run's
+    result; the same request still reuses its file."""
     root, *_ = setup
     out = tmp_path / "out"
     assert run_eval(root, out) == 0
-    first = (out / "tiny-llama__corpus.jsonl.json").read_text()
+    (first_file,) = out.glob("*.json")
+    first = first_file.read_text()
+    assert first_file.name.startswith("tiny-llama__corpus.jsonl__L16-plain-rankmodel-float32__")
     other = tmp_path / "elsewhere" / "corpus.jsonl"
     other.parent.mkdir()
     write_corpus(other, n_docs=3, seed=99, max_words=20)
-    assert run_eval(root, out, data=other) == 2
-    assert "corpus_fingerprint" in capsys.readouterr().err
+    assert run_eval(root, out, data=other) == 0
     assert main(["eval", "--model", str(root / "tiny-llama"), "--data", str(root / "corpus.jsonl"),
                  "--context-length", str(2 * L), "--out", str(out), "--no-progress",
-                 "--cache-dir", str(root / "cache")]) == 2
-    assert "context_length: 16 there, 32 now" in capsys.readouterr().err
-    assert (out / "tiny-llama__corpus.jsonl.json").read_text() == first
-    assert run_eval(root, out) == 0  # the same request still reuses it
+                 "--cache-dir", str(root / "cache")]) == 0
+    files = sorted(out.glob("*.json"))
+    assert len(files) == 3 and first_file.read_text() == first
+    assert len({json.loads(f.read_text())["corpus_fingerprint"] for f in files}) == 2
+    capsys.readouterr()
+    write_corpus(other, n_docs=4, seed=98, max_words=20)  # same path, new content
+    assert run_eval(root, out, data=other) == 2
+    assert "corpus_fingerprint" in capsys.readouterr().err
+    assert run_eval(root, out) == 0  # the same request still reuses its file
     assert "exists; skipping" in capsys.readouterr().out
+    assert first_file.read_text() == first
+
+
+def test_save_stats_and_stats_show_read_results_and_statistics_alike(setup, tmp_path, capsys):
+    """``eval --save-stats`` writes the RankStats file beside the result; ``stats show`` gives
+    the same decomposition from the result file and from the statistics file; ``stats merge``
+    refuses a file named twice, and merging two files adds their counts (here a result and its
+    own statistics file: twice the tokens)."""
+    root, *_ = setup
+    out = tmp_path / "out"
+    assert run_eval(root, out, "--save-stats") == 0
+    (result_file,) = out.glob("*.json")
+    stats_file = result_file.with_suffix(".stats.npz")
+    assert stats_file.exists()
+    r = json.loads(result_file.read_text())
+    shown = []
+    for f in (result_file, stats_file):
+        capsys.readouterr()
+        assert main(["stats", "show", "--json", str(f)]) == 0
+        shown.append(json.loads(capsys.readouterr().out))
+    for key in ("ce", "ee", "sa", "conf", "n_tokens"):
+        assert shown[0][key] == shown[1][key] == r[key], key
+    assert shown[0]["meta"] == shown[1]["meta"]
+    assert main(["stats", "merge", str(result_file), str(result_file), "-o", str(tmp_path / "m.npz")]) == 2
+    assert main(["stats", "merge", str(result_file), str(stats_file), "-o", str(tmp_path / "m.npz")]) == 0
+    capsys.readouterr()
+    assert main(["stats", "show", "--json", str(tmp_path / "m.npz")]) == 0
+    assert json.loads(capsys.readouterr().out)["n_tokens"] == 2 * r["n_tokens"]
+
+
+def test_names_and_a_separate_tokenizer(setup, tmp_path):
+    """``--model NAME=DIR`` and ``--data NAME=SPEC`` name the result (record and file); a model
+    folder without tokenizer files is refused with a hint, and evaluates with ``--tokenizer DIR``
+    to the very numbers of the same model with its own tokenizer."""
+    root, *_ = setup
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in (root / "tiny-llama").iterdir():
+        if f.name.startswith(("config", "model")):
+            (bare / f.name).symlink_to(f)
+    out = tmp_path / "out"
+    common = ["--context-length", str(L), "--out", str(out), "--no-progress", "--cache-dir", str(root / "cache")]
+    assert main(["eval", "--model", f"ref={root / 'tiny-llama'}", "--data", f"prose={root / 'corpus.jsonl'}",
+                 *common]) == 0
+    assert main(["eval", "--model", str(bare), "--data", str(root / "corpus.jsonl"), *common]) == 2
+    assert main(["eval", "--model", f"bare={bare}", "--data", f"prose={root / 'corpus.jsonl'}",
+                 "--tokenizer", str(root / "tiny-llama"), *common]) == 0
+    ref, = out.glob("ref__prose__*.json")
+    other, = out.glob("bare__prose__*.json")
+    a, b = json.loads(ref.read_text()), json.loads(other.read_text())
+    assert (a["model"], a["dataset"], b["model"]) == ("ref", "prose", "bare")
+    assert a["rank_stats"] == b["rank_stats"] and a["tokenizer_fingerprint"] == b["tokenizer_fingerprint"]
+    assert b["settings"]["tokenizer_path"] == str(root / "tiny-llama")
 
 
 def test_partial_run_is_not_resumed_under_another_implementation(setup, tmp_path, monkeypatch,
@@ -208,7 +269,7 @@ def test_killed_run_resumes_to_identical_counts(setup, tmp_path):
     deadline = time.time() + 120
     state_file = None
     while time.time() < deadline and proc.poll() is None:
-        found = list(partial.glob("tiny-llama__long.jsonl-*/state.json")) if partial.exists() else []
+        found = list(partial.glob("tiny-llama__long.jsonl__*/state.json")) if partial.exists() else []
         state_file = found[0] if found else None
         if state_file is not None:
             try:

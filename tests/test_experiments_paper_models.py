@@ -164,14 +164,16 @@ def tiny_setup(tmp_path_factory):
 def test_end_to_end_tiny_models(tiny_setup, capsys):
     """Results per model x corpus, run.json naming the missing model, the scaling report with the
     table's family (its CE slope equals np.polyfit on the result files) and the figures; a second
-    run reuses the results; other settings on the same --out are refused."""
+    run reuses the results; other settings on the same --out get results of their own, the first
+    ones untouched."""
     root = tiny_setup
     out = root / "out"
     args = ["--config", str(root / "table.yaml"), "--out", str(out), "--models-dir", str(root / "models"),
             "--no-hf-cache", "--no-progress", "--cache-dir", str(root / "cache")]
     assert pm.main(args) == 0
     results = sorted((out / "results").glob("*.json"))
-    assert [p.name for p in results] == ["tiny-org_tiny-a__words.jsonl.json", "tiny-org_tiny-b__words.jsonl.json"]
+    assert [p.name.rsplit("__", 1)[0] for p in results] == [
+        "tiny-org_tiny-a__words__L16-plain-rankmodel-float32", "tiny-org_tiny-b__words__L16-plain-rankmodel-float32"]
     recs = [json.loads(p.read_text()) for p in results]
     assert [r["model"] for r in recs] == ["tiny-org/tiny-a", "tiny-org/tiny-b"]
     assert all(r["settings"]["context_length"] == 16 and r["family"] == "llama" for r in recs)
@@ -196,5 +198,7 @@ def test_end_to_end_tiny_models(tiny_setup, capsys):
     assert "evaluations: 2 (2 done, 0 to run)" in capsys.readouterr().out
     assert [p.stat().st_mtime_ns for p in results] == stamps
 
-    assert pm.main(args + ["--context-length", "8"]) == 2
-    assert "(context_length: 16 there, 8 now)" in capsys.readouterr().err
+    assert pm.main(args + ["--context-length", "8"]) == 0
+    assert "evaluations: 2 (0 done, 2 to run)" in capsys.readouterr().out
+    assert [p.stat().st_mtime_ns for p in results] == stamps
+    assert len(list((out / "results").glob("*__L8-*.json"))) == 2

@@ -105,6 +105,15 @@ def test_periodic_eval_equals_rce_jax_eval(run, tmp_path):
     for key in ("ce", "ee", "sa", "conf"):
         assert rec[key] == pytest.approx(e[key], rel=JSON_ROUND_TRIP_REL, abs=JSON_ROUND_TRIP_REL), key
     assert rec["rank_stats"]["count"] == e["rank_stats"]["count"]
+    # the same record: the trainer's reads as an EvalResult and is keyed and grouped the same
+    from rce_jax.results import EvalResult
+    from rce_jax.scaling import group_key
+
+    typed = EvalResult.from_dict(e)
+    assert (typed.producer, typed.step, rec.producer) == ("train", last["step"], "eval")
+    assert group_key(typed) == group_key(rec)
+    assert typed.tokenizer_fingerprint == rec.tokenizer_fingerprint
+    assert typed.word_perplexity == pytest.approx(rec.word_perplexity, rel=1e-12)
 
 
 def test_export_loads_in_transformers_with_equal_logits(run):

@@ -68,8 +68,8 @@ def _names(choices):
     return parse
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m rce_kernels.bench", description=__doc__,
+def parse_args(argv=None, prog: str = "python -m rce_kernels.bench"):
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="bench_results", help="folder for bench.md / bench.json")
     p.add_argument("--quick", action="store_true", help="small shapes (CPU smoke runs)")
@@ -269,8 +269,9 @@ def write_atomic(path, text):
         raise
 
 
-def main(argv=None) -> dict:
-    opts = parse_args(argv)
+def main(argv=None, prog: str = "python -m rce_kernels.bench") -> dict:
+    """Run the benchmark; ``prog`` is the command name its --help and errors show."""
+    opts = parse_args(argv, prog)
     dev = jax.devices()[0]
     backend = jax.default_backend()
     has_pallas = resolve_impl("auto").startswith("pallas")

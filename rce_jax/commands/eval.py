@@ -4,6 +4,18 @@ from __future__ import annotations
 
 
 import argparse
+import os
+
+
+def parse_named(text: str, flag: str) -> tuple[str | None, str]:
+    """``NAME=VALUE`` -> (NAME, VALUE); a bare VALUE (or an existing path holding '=') -> (None, VALUE)."""
+    name, eq, value = text.partition("=")
+    if not eq or os.path.exists(text):
+        return None, text
+    if not name or not value or "/" in name:
+        raise ValueError(f"{flag} {text!r}: expected NAME={'PATH' if flag == '--model' else 'SPEC'} "
+                         "with a non-empty NAME (no '/') and value")
+    return name, value
 
 
 def parse_ranks(text: str) -> tuple[int, ...]:
@@ -17,15 +29,30 @@ def parse_ranks(text: str) -> tuple[int, ...]:
 
 def register(sub, name):
     p = sub.add_parser(name, help="decompose the cross-entropy of models on corpora")
-    p.add_argument("--model", action="append", required=True, metavar="DIR",
-                   help="Hugging Face model directory (or cached repo id); repeat for several")
-    p.add_argument("--data", action="append", required=True, metavar="SPEC",
-                   help="python-docs[@split], python-code[@split], tfds:NAME[@split], a .txt/.jsonl "
-                        "file or a folder of them; repeat for several")
+    p.add_argument("--model", action="append", required=True, metavar="[NAME=]DIR",
+                   help="Hugging Face model directory (or cached repo id), optionally named "
+                        "(default name: the folder's name); repeat for several")
+    p.add_argument("--data", action="append", required=True, metavar="[NAME=]SPEC",
+                   help="python-docs[@split], python-code[@split], tfds:NAME[@split], "
+                        "hf:NAME[:CONFIG][@split] (datasets cache or save_to_disk folder), "
+                        "wikitext[:CONFIG|:FOLDER][@split] (lm-eval's wikitext task corpus), a "
+                        ".txt/.jsonl file or a folder of them, optionally named (default: the file "
+                        "name or the spec); repeat for several")
+    p.add_argument("--tokenizer", metavar="DIR",
+                   help="tokenizer folder to use instead of the model's own (e.g. a checkpoint "
+                        "saved without tokenizer files)")
     p.add_argument("--family", help="family label of these models in the scaling fits "
                    "(default: the architecture, e.g. gpt2 for DistilGPT2)")
     p.add_argument("--split", help="split for corpora given without @split")
-    p.add_argument("--text-field", default="text", help="JSONL/TFDS field holding the text")
+    p.add_argument("--text-field", default="text", help="JSONL/TFDS/HF field holding the text")
+    p.add_argument("--detokenizer", choices=("wikitext",),
+                   help="rewrite each document before tokenization (words and bytes are counted "
+                        "on the text as read, as lm-eval's wikitext task does)")
+    p.add_argument("--add-special-tokens", action="store_true",
+                   help="encode each document with the tokenizer's own special tokens (e.g. "
+                        "Llama's <s>) after the prefix token and score them, as "
+                        "lm-evaluation-harness >= 0.4.9.2 does; default: none, as lm-eval "
+                        "before 0.4.9.2 or with add_bos_token=False (docs/harness.md)")
     p.add_argument("--context-length", type=int, required=True, help="window length L (tokens)")
     p.add_argument("--batch-size", type=int, default=8, help="global rows per step (default 8)")
     p.add_argument("--max-tokens", type=int, help="stop after the document that reaches N scored tokens")
@@ -35,7 +62,10 @@ def register(sub, name):
     p.add_argument("--no-fused", action="store_true",
                    help="materialise the [T, V] logits instead of fusing the LM head")
     p.add_argument("--rank-vocab", choices=("model", "tokenizer"), default="model",
-                   help="rank over every head row (default) or only the tokenizer's entries")
+                   help="model (default): every head row takes part in the softmax and the "
+                        "ranking, as the model outputs them; tokenizer: padded head rows beyond "
+                        "the tokenizer are left out of both, so CE changes too (the padded rows' "
+                        "probability mass is dropped), not only the ranks")
     p.add_argument("--upcast-logits", action="store_true",
                    help="rank float32 logits rather than the model's own dtype")
     p.add_argument("--packing", choices=("first_fit", "none"), default="first_fit")
@@ -45,7 +75,13 @@ def register(sub, name):
     p.add_argument("--checkpoint-every", type=int, default=20, help="batches between resumable snapshots")
     p.add_argument("--model-parallel", type=int, default=1, help="size of the mesh's 'model' axis")
     p.add_argument("--cache-dir", help="token cache folder (default ~/.cache/rce_jax/tokens)")
-    p.add_argument("--force", action="store_true", help="recompute results that exist")
+    p.add_argument("--force", action="store_true",
+                   help="recompute results that exist (results are keyed by model and corpus "
+                        "name and location and every setting that changes numbers, so this is "
+                        "needed only to compute the same thing again)")
+    p.add_argument("--save-stats", action="store_true",
+                   help="also write each result's RankStats file beside it (<result>.stats.npz; "
+                        "rce-jax stats show|merge read it)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--distributed", action="store_true",
                    help="call jax.distributed.initialize() first (multi-host runs)")
@@ -65,13 +101,22 @@ def run(args) -> int:
         dtype=args.dtype, impl=args.impl, fused=not args.no_fused, rank_vocab=args.rank_vocab,
         upcast_logits=args.upcast_logits, packing=args.packing, profile_ranks=args.profile_ranks,
         profile_top_k=args.profile_top_k, checkpoint_every=args.checkpoint_every,
-        text_field=args.text_field, model_parallel=args.model_parallel)
+        text_field=args.text_field, model_parallel=args.model_parallel,
+        add_special_tokens=args.add_special_tokens, detokenizer=args.detokenizer)
+    models = [parse_named(m, "--model") for m in args.model]
+    datas = [parse_named(d, "--data") for d in args.data]
+    for flag, named in (("--model", models), ("--data", datas)):
+        names = [n for n, _ in named if n is not None]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"{flag}: the name(s) {', '.join(twice)} are given to more than one value")
     check_output_dir(args.out, "--out")  # before any model or corpus is read
-    for model in args.model:
-        for data in args.data:
+    for model_name, model in models:
+        for dataset_name, data in datas:
             r = evaluate(model, data, args.out, config, split=args.split, family=args.family,
-                         cache_dir=args.cache_dir,
-                         force=args.force, progress=not args.no_progress)
+                         model_name=model_name, dataset_name=dataset_name,
+                         tokenizer_path=args.tokenizer, cache_dir=args.cache_dir,
+                         force=args.force, save_stats=args.save_stats, progress=not args.no_progress)
             print(f"{r['model']} on {r['dataset']}: {r['n_tokens']} tokens, CE {r['ce']:.4f} = "
                   f"EE {r['ee']:.4f} + SA {r['sa']:.4f} - Conf {r['conf']:.4f} "
                   f"(EE/CE {r['ee_share']:.3f}); word ppl {r['word_perplexity']:.3f}, "

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 from .. import plots
 from ..io import check_output_dir, read_json_files
+from ..results import EvalResult, is_result
 from ..scaling import METRICS, N_KEYS, scaling_report
 
 
@@ -21,13 +24,13 @@ def register(sub, name):
     p.set_defaults(run=run)
 
 
-def collect_results(paths) -> list[dict]:
-    """Result records from files and folders (``*.json`` directly inside a folder)."""
+def collect_results(paths) -> list[EvalResult]:
+    """Result records from files and folders (``*.json`` directly inside a folder), any version."""
     records = []
     for f, rec in read_json_files(paths):
-        if not isinstance(rec, dict) or "ce" not in rec:
-            raise ValueError(f"{f}: not an `rce-jax eval` result (no 'ce' field)")
-        records.append(rec)
+        if not is_result(rec):
+            raise ValueError(f"{f}: not an `rce-jax eval` result (no 'schema': 'rce-jax/eval-result')")
+        records.append(EvalResult.from_dict(rec, str(f)))
     return records
 
 
@@ -36,6 +39,10 @@ def run(args) -> int:
     records = collect_results(args.results)
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     report = scaling_report(records, n_key=args.n_key, metrics=metrics)
+    print(f"[rce-jax scaling] {len(records)} results in {len(report.groups)} corpus group(s):")
+    print(report.grouping_summary())
+    for w in report.warnings:
+        print(f"rce-jax scaling: warning: {w}", file=sys.stderr)
     paths = list(report.write(args.out).values())
     if not args.no_figures:
         paths += plots.write_figures(report, records, args.out, args.histogram_models)

@@ -1,4 +1,4 @@
-"""``rce-jax stats``: show and merge saved RankStats files."""
+"""``rce-jax stats``: show and merge saved RankStats files and evaluation results alike."""
 
 from __future__ import annotations
 
@@ -6,17 +6,18 @@ import json
 import os
 
 from ..io import check_output_file, write_json
+from ..results import ResultFileError, read_result
 from ..stats import RankStats
 
 
 def register(sub, name):
-    p = sub.add_parser(name, help="show or merge saved RankStats files")
+    p = sub.add_parser(name, help="show or merge RankStats files and eval result files")
     verbs = p.add_subparsers(dest="verb", required=True)
     show = verbs.add_parser("show", help="print the decomposition of RankStats files")
-    show.add_argument("files", nargs="+", help="RankStats .npz files (merged if several)")
+    show.add_argument("files", nargs="+", help="RankStats .npz files or `rce-jax eval` result .json files (merged if several)")
     show.add_argument("--json", action="store_true", help="print JSON instead of a summary")
     merge = verbs.add_parser("merge", help="merge RankStats files (hosts, shards, runs) into one")
-    merge.add_argument("files", nargs="+", help="RankStats .npz files to merge")
+    merge.add_argument("files", nargs="+", help="RankStats .npz or eval result .json files to merge")
     merge.add_argument("-o", "--out", required=True, help="output .npz file")
     merge.add_argument("--decomposition", help="also write the decomposition as JSON here")
     p.set_defaults(run=run)
@@ -28,10 +29,20 @@ def load_merged(files) -> RankStats:
     twice = sorted({f for f in files if resolved.count(os.path.realpath(f)) > 1})
     if twice:
         raise ValueError(f"the same statistics file is given more than once: {', '.join(twice)}")
-    total = RankStats.load(files[0])
+    total = load_stats(files[0])
     for f in files[1:]:
-        total = total.merge(RankStats.load(f))
+        total = total.merge(load_stats(f))
     return total
+
+
+def load_stats(path) -> RankStats:
+    """The RankStats of a RankStats file or of an eval result file (its rank statistics)."""
+    if str(path).endswith(".json"):
+        try:
+            return read_result(path).rank_stats_object()
+        except ResultFileError as e:
+            raise ValueError(f"{e} (give a RankStats .npz file or an `rce-jax eval` result)") from e
+    return RankStats.load(path)
 
 
 def run(args) -> int:

@@ -1,8 +1,13 @@
 """Tokenize a corpus with the model's own tokenizer, cached on disk.
 
-Each document is encoded on its own with ``add_special_tokens=False`` (the
-tokenizer adds no BOS/EOS; the one prefix token of docs/design.md#6-windows is added by
-the windows, see :func:`prefix_token_id`). The result is one flat int32 token
+Each document is encoded on its own. By default with ``add_special_tokens=False``
+(the tokenizer adds no BOS/EOS; the one prefix token of docs/design.md#6-windows is added by
+the windows, see :func:`prefix_token_id`): lm-evaluation-harness before 0.4.9.2, or
+with ``add_bos_token=False``. With ``add_special_tokens=True`` each document is
+encoded with the tokenizer's own special tokens (a Llama tokenizer's ``<s>``, ...),
+which are then scored like any other token after the prefix token, as
+lm-evaluation-harness >= 0.4.9.2 does (a document that already starts with the
+prefix token's text is encoded without them, as there). docs/harness.md has both. The result is one flat int32 token
 array plus document offsets, and per document the word and UTF-8 byte counts
 of the original text (:mod:`rce_jax.data.metrics`).
 
@@ -120,6 +125,7 @@ class TokenizedCorpus:
     offsets: np.ndarray
     num_words: np.ndarray
     num_bytes: np.ndarray
+    tokenization: str = "plain"
 
     def __post_init__(self):
         problem = _check_arrays(self.tokens, self.offsets, self.num_words, self.num_bytes)
@@ -186,13 +192,17 @@ def _check_arrays(tokens, offsets, num_words, num_bytes) -> str | None:
     return None
 
 
-def _cache_key(corpus_fp: str, tokenizer_fp: str) -> str:
-    return hashlib.sha256(f"{CACHE_FORMAT}\0{tokenizer_fp}\0{corpus_fp}".encode()).hexdigest()
+def _cache_key(corpus_fp: str, tokenizer_fp: str, add_special_tokens: bool = False) -> str:
+    # The plain convention keeps the key it always had, so existing caches stay valid.
+    special = "\0special_tokens" if add_special_tokens else ""
+    return hashlib.sha256(f"{CACHE_FORMAT}\0{tokenizer_fp}\0{corpus_fp}{special}".encode()).hexdigest()
 
 
-def cache_path(corpus: Corpus, tokenizer, cache_dir: str | os.PathLike | None = None) -> Path:
+def cache_path(corpus: Corpus, tokenizer, cache_dir: str | os.PathLike | None = None, *,
+               add_special_tokens: bool = False) -> Path:
     """Where :func:`tokenize_corpus` keeps the tokens of ``corpus`` under ``tokenizer``."""
-    return _cache_path(corpus, _cache_key(corpus.fingerprint, tokenizer_fingerprint(tokenizer)), cache_dir)
+    key = _cache_key(corpus.fingerprint, tokenizer_fingerprint(tokenizer), add_special_tokens)
+    return _cache_path(corpus, key, cache_dir)
 
 
 def _cache_path(corpus: Corpus, key: str, cache_dir: str | os.PathLike | None) -> Path:
@@ -234,13 +244,28 @@ def _load(path: Path, key: str) -> tuple[dict[str, np.ndarray] | None, str | Non
     return arrays, None
 
 
-def _encode(corpus: Corpus, tokenizer, batch_docs: int) -> dict[str, np.ndarray]:
+def _encode_batch(tokenizer, batch: list[str], add_special_tokens: bool) -> list:
+    kwargs = {"return_attention_mask": False, "return_token_type_ids": False, "verbose": False}
+    if not add_special_tokens:
+        return tokenizer(batch, add_special_tokens=False, **kwargs)["input_ids"]
+    # lm-evaluation-harness >= 0.4.9.2: the tokenizer's own special tokens, except for a
+    # document that already starts with the prefix token's text.
+    prefix_text = tokenizer.decode(prefix_token_id(tokenizer))
+    with_special = tokenizer(batch, add_special_tokens=True, **kwargs)["input_ids"]
+    starts = [i for i, d in enumerate(batch) if d.startswith(prefix_text)]
+    if starts:
+        plain = tokenizer([batch[i] for i in starts], add_special_tokens=False, **kwargs)["input_ids"]
+        for i, ids in zip(starts, plain):
+            with_special[i] = ids
+    return with_special
+
+
+def _encode(corpus: Corpus, tokenizer, batch_docs: int, add_special_tokens: bool = False) -> dict[str, np.ndarray]:
     docs = corpus.documents
     pieces, lengths = [], []
     for lo in range(0, len(docs), batch_docs):
         batch = list(docs[lo:lo + batch_docs])
-        ids = tokenizer(batch, add_special_tokens=False, return_attention_mask=False,
-                        return_token_type_ids=False, verbose=False)["input_ids"]
+        ids = _encode_batch(tokenizer, batch, add_special_tokens)
         for j, doc_ids in enumerate(ids):
             arr = _as_int32_tokens(np.asarray(doc_ids, dtype=np.int64).reshape(-1),
                                    f"{corpus.name}: document {corpus.doc_names[lo + j]!r}")
@@ -249,8 +274,8 @@ def _encode(corpus: Corpus, tokenizer, batch_docs: int) -> dict[str, np.ndarray]
     return {
         "tokens": np.concatenate(pieces).astype(np.int32, copy=False),  # pieces are int32 already
         "offsets": np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]),
-        "num_words": np.array([count_words(d) for d in docs], dtype=np.int64),
-        "num_bytes": np.array([count_bytes(d) for d in docs], dtype=np.int64),
+        "num_words": np.array([count_words(d) for d in corpus.counted_texts], dtype=np.int64),
+        "num_bytes": np.array([count_bytes(d) for d in corpus.counted_texts], dtype=np.int64),
     }
 
 
@@ -261,8 +286,9 @@ def tokenize_corpus(
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
     batch_docs: int = 64,
+    add_special_tokens: bool = False,
 ) -> TokenizedCorpus:
-    """Tokenize every document of ``corpus`` (no special tokens), through the disk cache.
+    """Tokenize every document of ``corpus``, through the disk cache.
 
     Args:
       corpus: the documents.
@@ -270,10 +296,11 @@ def tokenize_corpus(
       cache_dir: cache folder (default :func:`default_cache_dir`).
       use_cache: False to neither read nor write the cache.
       batch_docs: documents per tokenizer call.
+      add_special_tokens: encode with the tokenizer's own special tokens (module docstring).
     """
     prefix = prefix_token_id(tokenizer)
     tok_fp = tokenizer_fingerprint(tokenizer)
-    key = _cache_key(corpus.fingerprint, tok_fp)
+    key = _cache_key(corpus.fingerprint, tok_fp, add_special_tokens)
     path = _cache_path(corpus, key, cache_dir)
     arrays = None
     if use_cache and path.exists():
@@ -281,7 +308,7 @@ def tokenize_corpus(
         if problem:
             warnings.warn(f"token cache {path} is corrupt ({problem}); rebuilding it", stacklevel=2)
     if arrays is None:
-        arrays = _encode(corpus, tokenizer, batch_docs)
+        arrays = _encode(corpus, tokenizer, batch_docs, add_special_tokens)
         if not len(arrays["tokens"]):
             raise ValueError(
                 f"corpus {corpus.name!r}: the tokenizer ({type(tokenizer).__name__}, {len(tokenizer)} "
@@ -289,4 +316,5 @@ def tokenize_corpus(
             )
         if use_cache:
             _save(path, key, arrays)
-    return TokenizedCorpus(corpus.name, corpus.fingerprint, tok_fp, prefix, **arrays)
+    return TokenizedCorpus(corpus.name, corpus.fingerprint, tok_fp, prefix, **arrays,
+                           tokenization="special_tokens" if add_special_tokens else "plain")

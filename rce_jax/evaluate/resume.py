@@ -93,10 +93,10 @@ class EvalState:
         raise Preempted(signum, f"{signal_name(signum)}: saved the statistics of {next_batch} of "
                         f"{total} batches in {self.folder}; rerun the same command to resume")
 
-    def finish(self, out_file, result: dict, total: int) -> None:
-        """Snapshot all ``total`` batches, write ``result`` to ``out_file``, then remove the
-        snapshot. If the result cannot be written, the error says where the statistics are kept
-        and how to finish."""
+    def finish(self, out_file, write_outputs, total: int) -> None:
+        """Snapshot all ``total`` batches, call ``write_outputs()`` (which writes the result
+        ``out_file`` and whatever belongs beside it), then remove the snapshot. If the outputs
+        cannot be written, the error says where the statistics are kept and how to finish."""
         try:
             self.save(total)
             kept = f"the statistics of all {total} batches are kept in {self.folder}"
@@ -104,7 +104,7 @@ class EvalState:
             kept = (f"the statistics of the first {self.next_batch} of {total} batches are kept in "
                     f"{self.folder}" if self.next_batch else "no snapshot could be kept either")
         try:
-            write_json(out_file, result)
+            write_outputs()
         except OSError as e:
             raise OutputError(f"cannot write the result {out_file} ({describe_os_error(e)}); {kept}: "
                               "make room (or fix --out) and rerun the same command to finish") from e

@@ -1,15 +1,15 @@
 """``evaluate``: one model on one corpus -> the decomposition, word/byte metrics, a result file.
 
 corpus -> the model's tokenizer (cached) -> lm-eval rolling windows -> packed batches -> the
-compiled scoring step -> per-batch rank sums -> host RankStats (resumable) -> result JSON.
+compiled scoring step -> per-batch rank sums -> host RankStats (resumable) -> result JSON
+(``rce_jax.results.EvalResult``; with ``save_stats`` also the RankStats file beside it).
 ``score_plan`` is the loop itself, shared with the trainer's periodic evaluation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -23,17 +23,14 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data import load_corpus, plan_batches, tokenize_corpus
-from ..plots import slug
+from ..data.corpora import canonical_spec
+from ..results import EvalResult, build_result, read_result, result_file_name, source_key, write_result
 from ..stats import TIE_RULE, RankStats
 from .profile import ProfileStats
 from .resume import EvalState
 from ..preempt import preemption_guard
 from ..sharding import DATA, check_hosts_agree, shard_batch
 from .step import ScoreOptions, score_batch
-
-RESULT_SCHEMA = "rce-jax/eval-result"
-RESULT_VERSION = 1
-
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
@@ -46,7 +43,9 @@ class EvalConfig:
     dtype: str = "float32"  # the model's computation and parameter dtype
     impl: str = "auto"  # token-stats implementation (rce_kernels.available_impls())
     fused: bool = True  # statistics from hidden states and head, never writing [T, V] logits
-    rank_vocab: str = "model"  # "model": every head row; "tokenizer": the tokenizer's entries
+    # "model": every head row; "tokenizer": only the tokenizer's entries, in the softmax as well
+    # as in the ranking (so CE changes too: the padded rows' probability mass is left out)
+    rank_vocab: str = "model"
     upcast_logits: bool = False  # rank float32 logits instead of the model's own dtype
     packing: str = "first_fit"
     profile_ranks: tuple[int, ...] = ()
@@ -54,6 +53,10 @@ class EvalConfig:
     checkpoint_every: int = 20  # batches between resumable snapshots
     text_field: str = "text"
     model_parallel: int = 1  # size of the mesh's 'model' axis
+    # True: documents encoded with the tokenizer's own special tokens (lm-evaluation-harness
+    # >= 0.4.9.2); False: none (before 0.4.9.2, or add_bos_token=False). docs/harness.md.
+    add_special_tokens: bool = False
+    detokenizer: str | None = None  # rce_jax.data.detokenize.DETOKENIZERS, before tokenization
 
     def __post_init__(self):
         if self.context_length < 1:
@@ -67,6 +70,17 @@ class EvalConfig:
             raise ValueError(f"--rank-vocab must be 'model' or 'tokenizer', got {self.rank_vocab!r}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"--dtype must be float32 or bfloat16, got {self.dtype!r}")
+
+    @property
+    def tokenization(self) -> str:
+        return "special_tokens" if self.add_special_tokens else "plain"
+
+    def number_settings(self) -> dict:
+        """The settings that change the numbers (``rce_jax.results.NUMBER_SETTINGS``)."""
+        return {"context_length": self.context_length, "tokenization": self.tokenization,
+                "rank_vocab": self.rank_vocab, "dtype": self.dtype,
+                "ranked_logits_dtype": "float32" if self.upcast_logits else self.dtype,
+                "max_tokens": self.max_tokens}
 
 
 def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: RankStats,
@@ -114,50 +128,89 @@ def _versions() -> dict:
 
 
 def dataset_label(dataset: str) -> str:
-    """A short name for file names: a local corpus by its file or folder name, others as named."""
-    if dataset.startswith("tfds:") or "/" not in dataset:
+    """The default name of a corpus: a local one by its file or folder name, others as named."""
+    if dataset.startswith(("tfds:", "hf:", "wikitext")) or "/" not in dataset:
         return dataset
     return Path(dataset.rstrip("/")).name
 
 
-def result_path(out_dir, model_name: str, dataset: str) -> Path:
-    """Where the result of ``model_name`` on ``dataset`` is written."""
-    return Path(out_dir) / f"{slug(model_name)}__{slug(dataset_label(dataset))}.json"
+def data_source(data_spec: str, config: EvalConfig, split=None) -> str:
+    """Where the corpus comes from, independent of how its path is written (plus its detokenizer)."""
+    source = canonical_spec(data_spec, split)
+    return f"{source}+{config.detokenizer}" if config.detokenizer else source
+
+
+def result_path(out_dir, model_name: str, dataset_name: str, config: EvalConfig, *, model_path,
+                data_spec: str, split=None) -> Path:
+    """Where the result of model ``model_name`` (at ``model_path``) on corpus ``dataset_name``
+    (``data_spec``) under ``config`` is written: keyed by both names, every number-changing
+    setting and the two locations, so no two different evaluations share a file."""
+    key = source_key(os.path.realpath(model_path) if os.path.exists(model_path) else str(model_path),
+                     data_source(data_spec, config, split))
+    return Path(out_dir) / result_file_name(model_name, dataset_name, config.number_settings(), key)
+
+
+def default_model_name(model_path) -> str:
+    """A model's name when none is given: its folder's name."""
+    return Path(str(model_path).rstrip("/")).name
+
+
+def stats_path(result_file) -> Path:
+    """Where ``eval --save-stats`` writes the RankStats of a result: beside it, ``.npz``."""
+    return Path(result_file).with_suffix(".stats.npz")
 
 
 def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=None,
-             model_name: str | None = None, family: str | None = None, cache_dir=None,
-             force: bool = False, progress: bool = True) -> dict:
+             model_name: str | None = None, dataset_name: str | None = None, tokenizer_path=None,
+             family: str | None = None, cache_dir=None, force: bool = False,
+             save_stats: bool = False, progress: bool = True) -> EvalResult:
     """Evaluate one model directory on one corpus; write and return the result.
 
-    ``family`` labels the model's family for the scaling fits (default: its architecture, which
-    the result keeps as ``architecture``; e.g. DistilGPT2 is a ``gpt2`` architecture but its own
-    family in the paper). An existing result of the same model, corpus and settings is returned as is unless
+    ``model_name`` / ``dataset_name`` name the model and the corpus in the result and its file
+    name (default: the model folder's name, the corpus file's name or spec). ``tokenizer_path``
+    is a tokenizer folder to use instead of the model's own. ``family`` labels the model's
+    family for the scaling fits (default: its architecture, which the result keeps as
+    ``architecture``; e.g. DistilGPT2 is a ``gpt2`` architecture but its own family in the
+    paper). An existing result of the same model, corpus and settings is returned as is unless
     ``force`` (one made from other inputs under the same file name is a ValueError); a partial
-    run of the same settings is resumed. The result file appears only when the run is complete.
+    run of the same settings is resumed. The result file appears only when the run is complete;
+    with ``save_stats`` its RankStats file (``stats_path``) is written beside it.
     """
     from ..models import from_pretrained, param_counts
+    from ..models.loading import TOKENIZER_FILES, load_tokenizer, resolve_model_dir
     from ..sharding import make_mesh
 
-    model_name = model_name or Path(str(model_path).rstrip("/")).name
+    def has_tokenizer(folder) -> bool:
+        return any(os.path.exists(os.path.join(folder, f)) for f in TOKENIZER_FILES)
+
+    model_name = model_name or default_model_name(model_path)
+    if tokenizer_path is not None and not has_tokenizer(tokenizer_path):
+        raise ValueError(f"--tokenizer {tokenizer_path}: no tokenizer files there "
+                         f"({', '.join(TOKENIZER_FILES)})")
+    if tokenizer_path is None and not has_tokenizer(resolve_model_dir(model_path)):
+        raise ValueError(f"{model_path}: the model directory has no tokenizer files; "
+                         "give one with --tokenizer DIR")
     t0 = time.perf_counter()
-    corpus = load_corpus(data_spec, split=split, text_field=config.text_field)
-    out_file = result_path(out_dir, model_name, corpus.name)
+    corpus = load_corpus(data_spec, split=split, text_field=config.text_field,
+                         detokenizer=config.detokenizer)
+    dataset_name = dataset_name or dataset_label(corpus.name)
+    out_file = result_path(out_dir, model_name, dataset_name, config, model_path=model_path,
+                           data_spec=data_spec, split=split)
     # What decides the numbers; an existing result is reused only if it was made from the same.
-    requested = {"model": str(model_path), "corpus_fingerprint": corpus.fingerprint,
-                 "context_length": config.context_length, "max_tokens": config.max_tokens,
-                 "dtype": config.dtype,
-                 "ranked_logits_dtype": "float32" if config.upcast_logits else config.dtype,
-                 "rank_vocab": config.rank_vocab, "profile_ranks": list(config.profile_ranks),
+    requested = {"model_path": str(model_path), "corpus_fingerprint": corpus.fingerprint,
+                 **config.number_settings(), "profile_ranks": list(config.profile_ranks),
                  "profile_top_k": config.profile_top_k}
     if out_file.exists() and not force:
-        existing = json.loads(out_file.read_text())
-        old = existing.get("settings", {})
+        existing = read_result(out_file)
+        old = {"model_path": existing.model_path, "corpus_fingerprint": existing.corpus_fingerprint,
+               **{k: existing.settings.get(k) for k in requested if k not in ("model_path", "corpus_fingerprint")}}
         changed = [k for k in requested if old.get(k) != requested[k]]
         if changed:
             detail = ", ".join(f"{k}: {old.get(k)!r} there, {requested[k]!r} now" for k in changed)
             raise ValueError(f"{out_file} holds the result of another model, corpus or settings "
                              f"({detail}); use --force to overwrite it or choose another --out")
+        if save_stats and not stats_path(out_file).exists() and jax.process_index() == 0:
+            existing.rank_stats_object().save(stats_path(out_file))
         print(f"[rce-jax eval] {out_file} exists; skipping (use --force to recompute)")
         return existing
     mesh = make_mesh(model=config.model_parallel) if jax.device_count() > 1 else None
@@ -165,9 +218,10 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     if config.batch_size % data_devices:  # before loading anything
         raise ValueError(f"batch size {config.batch_size} does not split over the "
                          f"{data_devices} data-parallel devices")
-    model, mconfig, tokenizer = from_pretrained(model_path, dtype=jnp.dtype(config.dtype), mesh=mesh)
-    if tokenizer is None:
-        raise ValueError(f"{model_path}: the model directory has no tokenizer files")
+    model, mconfig, tokenizer = from_pretrained(model_path, dtype=jnp.dtype(config.dtype), mesh=mesh,
+                                                tokenizer=tokenizer_path is None)
+    if tokenizer_path is not None:
+        tokenizer = load_tokenizer(str(tokenizer_path))
     if config.context_length > mconfig.max_position_embeddings:
         raise ValueError(f"context length {config.context_length} exceeds the model's maximum "
                          f"{mconfig.max_position_embeddings} (max_position_embeddings)")
@@ -183,7 +237,8 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     load_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    tokenized = tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir)
+    tokenized = tokenize_corpus(corpus, tokenizer, cache_dir=cache_dir,
+                                add_special_tokens=config.add_special_tokens)
     plan = plan_batches(tokenized, seq_len=config.context_length, batch_size=config.batch_size,
                         packing=config.packing, max_tokens=config.max_tokens)
     tokenize_s = time.perf_counter() - t1
@@ -191,24 +246,26 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     options = ScoreOptions(vocab_limit=vocab_limit, impl=config.impl, fused=config.fused,
                            logits_dtype="float32" if config.upcast_logits else None,
                            profile_ranks=tuple(config.profile_ranks), profile_top_k=config.profile_top_k)
-    settings = {**requested, "dataset": corpus.name, "batch_size": config.batch_size,
-                "packing": config.packing, "tie_rule": TIE_RULE, "vocab_limit": limit,
+    settings = {**{k: v for k, v in requested.items() if k not in ("model_path", "corpus_fingerprint")},
+                "batch_size": config.batch_size, "packing": config.packing, "tie_rule": TIE_RULE,
+                "vocab_limit": limit, "detokenizer": config.detokenizer,
+                "tokenizer_path": None if tokenizer_path is None else str(tokenizer_path),
                 "impl": config.impl, "impl_resolved": rce_kernels.resolve_impl(config.impl),
                 "fused": config.fused and not config.profile_ranks,
                 # TPUs (and TF32 GPUs) multiply float32 in lower precision unless told otherwise.
                 "matmul_precision": str(jax.config.jax_default_matmul_precision or "default")}
     fresh_profile = ProfileStats(config.profile_ranks, config.profile_top_k) if config.profile_ranks else None
-    # The partial folder is keyed by the full model path and corpus name, so two runs whose
-    # result names coincide (same base names) never share a snapshot.
-    key = hashlib.sha256(f"{model_path}\n{corpus.name}".encode()).hexdigest()[:10]
-    state = EvalState.open(out_file.parent / ".partial" / f"{out_file.stem}-{key}", settings,
+    # The result's file name already holds a key of the model location and corpus source, so two
+    # runs whose names coincide never share a snapshot.
+    state = EvalState.open(out_file.parent / ".partial" / out_file.stem,
+                           {**settings, "corpus_fingerprint": corpus.fingerprint},
                            RankStats.zeros(limit, {"tie_rule": settings["tie_rule"],
                                                    "ranked_logits_dtype": settings["ranked_logits_dtype"],
                                                    "vocab_limit": limit}), fresh_profile)
     check_hosts_agree(state.next_batch, "hosts read different partial states: the output folder "
                       "must be on storage that every host sees")
     if state.next_batch:
-        print(f"[rce-jax eval] resuming {model_name} on {corpus.name} at batch "
+        print(f"[rce-jax eval] resuming {model_name} on {dataset_name} at batch "
               f"{state.next_batch}/{plan.num_batches} ({state.stats.n_tokens} tokens done)")
     writer = jax.process_index() == 0
 
@@ -223,33 +280,28 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     with preemption_guard():
         score_plan(plan, graphdef, params, options, mesh, stats=state.stats, profile=state.profile,
                    start_batch=state.next_batch, on_batch=on_batch, progress=progress,
-                   desc=f"{model_name} | {corpus.name}")
+                   desc=f"{model_name} | {dataset_name}")
     eval_s = time.perf_counter() - t2
     if state.stats.n_tokens != plan.num_scored_tokens:
         raise RuntimeError(f"scored {state.stats.n_tokens} tokens, the plan has {plan.num_scored_tokens}")
 
-    dec = state.stats.decompose()
-    text = plan.text_metrics(float(state.stats.sum_logp.sum()))
-    counts = param_counts(model, mconfig)
-    rs = state.stats.sparse()
-    result = {
-        "schema": RESULT_SCHEMA, "version": RESULT_VERSION,
-        "model": model_name, "model_path": str(model_path), "family": family or mconfig.family, "architecture": mconfig.family,
-        "n_params": counts["total"], "n_params_non_embedding": counts["non_embedding"],
-        "dataset": corpus.name, "n_documents": int(plan.windows.num_docs), "n_tokens": dec.n_tokens,
-        "ce": dec.ce, "ee": dec.ee, "sa": dec.sa, "conf": dec.conf, "log_C": dec.log_C,
-        "ee_share": dec.ee_share, "top1": dec.top1, "n_tied_tokens": state.stats.n_tied,
-        **{k: v for k, v in text.as_dict().items() if k not in ("num_tokens",)},
-        "rank_stats": {"vocab_size": limit, **rs,
-                       "p": (np.asarray(rs["count"]) / dec.n_tokens).tolist(),
-                       "log_Q": (np.asarray(rs["sum_logp"]) / np.asarray(rs["count"])).tolist()},
-        "profile": state.profile.to_dict() if state.profile is not None else None,
-        "settings": {**settings, "model_vocab_size": mconfig.vocab_size, "tokenizer_size": n_tok,
-                     "padded_vocab_rows_ranked": vocab_limit is None and n_tok < mconfig.vocab_size},
-        "versions": _versions(),
-        "timings": {"load_s": load_s, "tokenize_s": tokenize_s, "eval_s": eval_s,
-                    "tokens_per_s": (dec.n_tokens - done_before) / eval_s if eval_s > 0 else None},
-    }
+    n_scored = state.stats.n_tokens
+    result = build_result(
+        state.stats, plan.text_metrics(float(state.stats.sum_logp.sum())),
+        model=model_name, model_path=str(model_path), family=family or mconfig.family,
+        architecture=mconfig.family, counts=param_counts(model, mconfig), dataset=dataset_name,
+        dataset_spec=corpus.name, corpus_fingerprint=corpus.fingerprint,
+        tokenizer_fingerprint=tokenized.tokenizer_fingerprint, n_documents=int(plan.windows.num_docs),
+        settings={**settings, "model_vocab_size": mconfig.vocab_size, "tokenizer_size": n_tok,
+                  "padded_vocab_rows_ranked": vocab_limit is None and n_tok < mconfig.vocab_size},
+        profile=state.profile, versions=_versions(),
+        timings={"load_s": load_s, "tokenize_s": tokenize_s, "eval_s": eval_s,
+                 "tokens_per_s": (n_scored - done_before) / eval_s if eval_s > 0 else None})
     if writer:
-        state.finish(out_file, result, plan.num_batches)
+        def write_outputs():
+            if save_stats:  # before the result: a result file present means its statistics are too
+                state.stats.save(stats_path(out_file))
+            write_result(out_file, result)
+
+        state.finish(out_file, write_outputs, plan.num_batches)
     return result

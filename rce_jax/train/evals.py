@@ -4,43 +4,57 @@ Each eval corpus is tokenized with the run's tokenizer and planned exactly as ``
 plans it (lm-evaluation-harness rolling windows of the training context length, first-fit
 packing; ``eval.max_tokens`` cuts at whole documents); the batches are scored by
 ``rce_jax.evaluate.score_plan`` into a ``RankStats``, so the numbers are those ``rce-jax eval``
-gives for the same parameters and settings.
+gives for the same parameters and settings; each is recorded as the same result record
+(``rce_jax.results.EvalResult``, producer ``train``, with the training step).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import rce_kernels
+
 from ..data import load_corpus, plan_batches, tokenize_corpus
 from ..evaluate import ScoreOptions, score_plan
 from ..plots import plot_p_evolution, plot_training_dynamics, slug
+from ..results import build_result
 from ..stats import TIE_RULE, RankStats
 
 
-def build_eval_sets(config, tokenizer) -> list[tuple[str, object]]:
-    """``[(corpus name, BatchPlan)]`` for ``config.data.eval``."""
+def build_eval_sets(config, tokenizer) -> list[tuple[str, object, object]]:
+    """``[(corpus name, BatchPlan, Corpus)]`` for ``config.data.eval``."""
     sets = []
     for spec in config.data.eval:
         corpus = load_corpus(spec, text_field=config.data.text_field)
         tokenized = tokenize_corpus(corpus, tokenizer, cache_dir=config.data.cache_dir)
         plan = plan_batches(tokenized, seq_len=config.context_length, batch_size=config.eval.batch_size,
                             max_tokens=config.eval.max_tokens)
-        sets.append((corpus.name, plan))
+        sets.append((corpus.name, plan, corpus))
     return sets
 
 
-def run_evals(eval_sets, graphdef, params, mesh, eval_section, vocab_size: int) -> dict:
-    """``{corpus: {ce, ee, sa, conf, ee_share, top1, n_tokens, rank_stats}}`` of ``params``
-    (``vocab_size``: rows of the LM head, all ranked)."""
+def run_evals(eval_sets, graphdef, params, mesh, eval_section, vocab_size: int, *,
+              identity: dict, step: int, dtype: str) -> dict:
+    """``{corpus: result record as JSON}`` of ``params`` at training step ``step``
+    (``vocab_size``: rows of the LM head, all ranked; ``identity``: ``model``, ``model_path``,
+    ``family``, ``counts`` of the model being trained; ``dtype``: its computation dtype)."""
     options = ScoreOptions(impl=eval_section.impl, fused=eval_section.fused)
     out = {}
-    for name, plan in eval_sets:
+    for name, plan, corpus in eval_sets:
         stats = RankStats.zeros(vocab_size, {"tie_rule": TIE_RULE})
         score_plan(plan, graphdef, params, options, mesh, stats=stats, progress=False)
-        dec = stats.decompose()
-        out[name] = {"ce": dec.ce, "ee": dec.ee, "sa": dec.sa, "conf": dec.conf,
-                     "ee_share": dec.ee_share, "top1": dec.top1, "n_tokens": dec.n_tokens,
-                     "rank_stats": stats.sparse()}
+        settings = {"context_length": plan.windows.seq_len, "tokenization": plan.tokenized.tokenization,
+                    "rank_vocab": "model", "dtype": dtype, "ranked_logits_dtype": dtype,
+                    "max_tokens": eval_section.max_tokens, "batch_size": eval_section.batch_size,
+                    "packing": "first_fit", "tie_rule": TIE_RULE, "vocab_limit": vocab_size,
+                    "impl": eval_section.impl, "impl_resolved": rce_kernels.resolve_impl(eval_section.impl),
+                    "fused": eval_section.fused}
+        out[name] = build_result(
+            stats, plan.text_metrics(float(stats.sum_logp.sum())), model=identity["model"],
+            model_path=identity["model_path"], family=identity["family"], architecture=identity["family"],
+            counts=identity["counts"], dataset=name, dataset_spec=name,
+            corpus_fingerprint=corpus.fingerprint, tokenizer_fingerprint=plan.tokenized.tokenizer_fingerprint,
+            n_documents=plan.windows.num_docs, settings=settings, producer="train", step=step).to_dict()
     return out
 
 

@@ -87,7 +87,7 @@ def run_ladder(spec: LadderSpec, out_dir, *, progress: bool = True, verbose: boo
     largest = spec.presets[-1]
     eval_config = EvalConfig(context_length=spec.recipe.context_length, batch_size=spec.eval_batch_size,
                              max_tokens=spec.eval_max_tokens, text_field=spec.recipe.data.text_field)
-    summaries, timings, records = {}, {}, []
+    summaries, timings, records, expected = {}, {}, [], set()
     for i, preset in enumerate(spec.presets, start=1):
         run_dir = out / "runs" / preset
         done = (run_dir / "summary.json").exists() and (run_dir / "model" / "config.json").exists()
@@ -107,8 +107,9 @@ def run_ladder(spec: LadderSpec, out_dir, *, progress: bool = True, verbose: boo
             records.append(evaluate(run_dir / "model", data, out / "results", eval_config,
                                     model_name=preset, cache_dir=spec.recipe.data.cache_dir,
                                     progress=progress))
+            expected.add(str(result_path(out / "results", preset, records[-1]["dataset"], eval_config,
+                                         model_path=run_dir / "model", data_spec=data)))
         timings[f"eval {preset}"] = time.perf_counter() - t_eval
-    expected = {str(result_path(out / "results", p, r["dataset"])) for p in spec.presets for r in records}
     stale = [p for p in (out / "results").glob("*.json") if str(p) not in expected]
     if stale:
         raise ConfigError(f"{out / 'results'} holds results of models outside this ladder: "

@@ -151,7 +151,11 @@ def train(config: TrainConfig, out_dir, *, mesh="auto", progress: bool = True, v
 
     def eval_row(step):
         return run_evals(eval_sets, graphdef, state["params"], mesh, config.eval,
-                         model_config.vocab_size)
+                         model_config.vocab_size, identity=identity, step=step, dtype=config.dtype)
+
+    # The export folder relative to the run folder: metrics rows do not depend on where the run is.
+    identity = {"model": config.model.preset or "custom", "model_path": "model",
+                "family": model_config.family, "counts": counts}
 
     if eval_sets and start == 0:
         log.append({"step": 0, "eval": eval_row(0)})
