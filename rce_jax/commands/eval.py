@@ -44,6 +44,12 @@ def register(sub, name):
     p.add_argument("--profile-top-k", type=int, default=16)
     p.add_argument("--checkpoint-every", type=int, default=20, help="batches between resumable snapshots")
     p.add_argument("--model-parallel", type=int, default=1, help="size of the mesh's 'model' axis")
+    p.add_argument("--bootstrap", type=int, default=200, metavar="B",
+                   help="Poisson bootstrap replicates over documents for the intervals of CE, EE, SA, "
+                        "Conf and EE/CE (default 200; 0: no intervals)")
+    p.add_argument("--bootstrap-level", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--bootstrap-seed", type=int, default=0,
+                   help="seed of the document weights; keep it equal across models to pair them")
     p.add_argument("--cache-dir", help="token cache folder (default ~/.cache/rce_jax/tokens)")
     p.add_argument("--force", action="store_true", help="recompute results that exist")
     p.add_argument("--no-progress", action="store_true")
@@ -64,7 +70,8 @@ def run(args) -> int:
         dtype=args.dtype, impl=args.impl, fused=not args.no_fused, rank_vocab=args.rank_vocab,
         upcast_logits=args.upcast_logits, packing=args.packing, profile_ranks=args.profile_ranks,
         profile_top_k=args.profile_top_k, checkpoint_every=args.checkpoint_every,
-        text_field=args.text_field, model_parallel=args.model_parallel)
+        text_field=args.text_field, model_parallel=args.model_parallel, bootstrap=args.bootstrap,
+        bootstrap_level=args.bootstrap_level, bootstrap_seed=args.bootstrap_seed)
     for model in args.model:
         for data in args.data:
             r = evaluate(model, data, args.out, config, split=args.split, family=args.family,
@@ -74,4 +81,9 @@ def run(args) -> int:
                   f"EE {r['ee']:.4f} + SA {r['sa']:.4f} - Conf {r['conf']:.4f} "
                   f"(EE/CE {r['ee_share']:.3f}); word ppl {r['word_perplexity']:.3f}, "
                   f"bits/byte {r['bits_per_byte']:.4f}")
+            iv = r.get("intervals")
+            if iv:
+                print(f"  {iv['level']:.0%} intervals ({iv['replicates']} document-bootstrap replicates): "
+                      + ", ".join(f"{k.upper() if k != 'ee_share' else 'EE/CE'} [{iv[k]['lo']:.4f}, "
+                                  f"{iv[k]['hi']:.4f}]" for k in ("ce", "ee", "sa", "conf", "ee_share")))
     return 0
