@@ -143,7 +143,8 @@ def test_replicate_decomposition_and_percentiles_against_numpy():
 
 def test_eval_intervals_do_not_depend_on_batch_size_or_packing(tmp_path):
     """`rce-jax eval` with 8-row first-fit batches and with 3-row unpacked batches: the same
-    replicate values (float32 log s summed in other orders on the device: rtol 1e-6), an interval
+    replicate values (the model's float32 log s of two row layouts: measured up to 7e-7 nats apart
+    on Conf, whose log-sum-exp is led by ranks of one or two tokens; bound 5e-6 nats), an interval
     that contains the point estimate, and the settings recorded."""
     pytest.importorskip("torch")
     from eval_fixtures import make_model_dir, write_corpus
@@ -164,7 +165,7 @@ def test_eval_intervals_do_not_depend_on_batch_size_or_packing(tmp_path):
     assert a["settings"]["bootstrap"] == {"replicates": 50, "level": 0.95, "seed": 0}
     for k in ("ce", "ee", "sa", "conf", "ee_share"):
         np.testing.assert_allclose(a["intervals"]["replicates_values"][k],
-                                   b["intervals"]["replicates_values"][k], rtol=1e-6)
+                                   b["intervals"]["replicates_values"][k], rtol=0, atol=5e-6)
     # CE is a ratio of sums: its interval holds the estimate. EE is the plug-in entropy of rank
     # counts (here ~1000 tokens over a 320-entry vocabulary): resampling repeats documents, fewer
     # distinct ranks occur, so the replicates' EE is lower: the bootstrap sees the bias.
