@@ -218,16 +218,16 @@ def fit_metrics(n, values: Mapping[str, Sequence[float]], replicates: Mapping[st
             row["boot_abs_delta_lo"], row["boot_abs_delta_hi"] = percentile_interval(
                 np.abs(slope_R - boot["ce"][0]), level)
         rows[k] = row
-    comparisons = []
+    comparisons = []  # between the laws of the paper (the EE share is a ratio, not one of them)
     for k in metrics:
-        if k == "ce":
+        if k not in ("ee", "sa", "conf"):
             continue
         loo_diff = [a.r2 - b.r2 for a, b in zip(loo[k], loo_ce)]
         comparisons.append(compare(f"R^2({k}) - R^2(ce)", fits[k].r2 - ce_fit.r2, loo_diff,
                                    boot[k][1] - boot["ce"][1] if k in boot else None, level))
     if "ee" in metrics:
         for k in metrics:
-            if k in ("ce", "ee"):
+            if k not in ("sa", "conf"):
                 continue
             est = abs(fits["ee"].slope - ce_fit.slope) - abs(fits[k].slope - ce_fit.slope)
             loo_diff = [abs(a.slope - c.slope) - abs(b.slope - c.slope)

@@ -23,6 +23,7 @@ from ..scaling import LEVEL, MIXED
 NAMES = {"ce": "CE", "ee": "EE", "sa": "SA", "conf": "Conf", "ee_share": "EE/CE"}
 LAWS = ("ce", "ee", "sa", "conf")
 PCT = f"{LEVEL:.0%}"
+FEW_DOCUMENTS = 30  # below this the document bootstrap's intervals are flagged as rough
 
 
 def _fit_family(scaling, dataset: str):
@@ -197,7 +198,7 @@ def dataset_findings(dataset: str, models: list[dict], fits: dict, irreducible: 
                  f"R^2 = {irreducible['r2']:.4f}.")
     elif irreducible:
         s.append(f"CE = A N^-alpha + E was not fitted: {irreducible['reason']}.")
-    spread = seed_spread(every)
+    spread = seed_spread(every) if K > 1 else None
     if K > 1:
         s.append(f"Across {K} seeds (initialisation and data order), "
                  + "; ".join(f"alpha({NAMES[k]}) {spread[k]['slope_mean']:+.4f} +- {spread[k]['slope_sd']:.4f} "
@@ -313,15 +314,20 @@ def build_report(spec, summaries: dict, records: list, scaling, *, figures, out_
     for ds in datasets:
         rows = sorted((r for r in records if r["dataset"] == ds), key=lambda r: r["n_params_non_embedding"])
         iv0 = rows[0].get("intervals") or {}
+        docs = rows[0].get("n_documents")
         boot = (f"; in brackets the {PCT} interval over {iv0['replicates']} document-bootstrap replicates"
                 if iv0 else "; no bootstrap intervals (evaluated with --bootstrap 0)")
+        if iv0 and docs is not None and docs < FEW_DOCUMENTS:
+            boot += (f"; only {docs} documents, so these intervals rest on very few resampling units and "
+                     f"{iv0.get('n_degenerate_replicates', 0)} replicates drew no document at all: read them "
+                     "as rough")
         seed_ce = {}
         for sc in seed_scalings:
             for m in sc.models:
                 if m["dataset"] == ds:
                     seed_ce.setdefault(m["model"], []).append(m["ce"])
         sd_col = bool(seed_ce)
-        L += [f"**{ds}** ({rows[0]['n_tokens']:,} scored tokens{boot})", "",
+        L += [f"**{ds}** ({rows[0]['n_tokens']:,} scored tokens in {docs} documents{boot})", "",
               "| model | N (non-embedding) | CE | EE | SA | Conf | EE/CE | top-1 | bits/byte |"
               + (" CE sd over seeds |" if sd_col else ""),
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if sd_col else "")]
