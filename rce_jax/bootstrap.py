@@ -217,11 +217,12 @@ class BootstrapStats:
 
     # ---- file format -------------------------------------------------------------------
     def save(self, path) -> None:
-        """Write the versioned ``.npz`` format atomically (columns sorted by rank)."""
+        """Write the versioned ``.npz`` format atomically (columns sorted by rank). Not compressed:
+        the float64 sums do not compress, and zlib made each snapshot of 200 x 1024 cost 0.65 s."""
         order = np.argsort(self.ranks)
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez_compressed(
+                np.savez(
                     f, format=np.array(FILE_FORMAT), version=np.array(FILE_VERSION, np.int64),
                     vocab_size=np.array(self.vocab_size, np.int64),
                     settings=np.array(json.dumps(self.settings, sort_keys=True)),

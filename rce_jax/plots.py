@@ -41,7 +41,8 @@ def _law_label(name: str, fit_row: dict) -> str:
     half = fit_row["slope_hi"] - fit_row["slope"] if math.isfinite(fit_row.get("slope_hi", math.nan)) else math.nan
     pct = f"{fit_row.get('level', 0.95):.0%}"
     if math.isfinite(half):
-        exponent = rf"$N^{{{fit_row['slope']:+.3f} \pm {half:.3f}}}$ ({pct})"
+        digits = max(3, 1 - math.floor(math.log10(half))) if half > 0 else 3  # two significant digits of it
+        exponent = rf"$N^{{{fit_row['slope']:+.{digits}f} \pm {half:.{digits}f}}}$ ({pct})"
     else:
         exponent = rf"$N^{{{fit_row['slope']:+.3f}}}$ ({fit_row['n_points']} models: no interval)"
     return rf"{name}: $\propto$ {exponent}, $R^2$ = {fit_row['r2']:.3f}"
@@ -178,7 +179,7 @@ def plot_rank_histograms(results: Sequence[dict], out_dir, *, stem="p_e") -> lis
         ax.set_xlabel("rank-based error e + 1 (1 = target ranked first)")
         ax.set_ylabel(r"$p_e$ (share of scored tokens)")
         fig.suptitle(f"{display_name(dataset)}: distribution of the rank-based error", fontsize=9)
-        legend_outside(fig, ax, title="model (by size; EE in nats)", loc="outside right center")
+        legend_outside(fig, ax, title="model (by size; EE in nats)")
         for h in fig.legends[0].legend_handles if fig.legends else ():
             h.set_markersize(5)
         paths.append(save(fig, Path(out_dir) / file_stem(stem, dataset)))
@@ -212,7 +213,7 @@ def plot_score_profiles(results: Sequence[dict], out_dir) -> list[Path]:
             ax.set_xlabel("position in the sorted scores (1 = highest)")
             ax.set_ylabel("mean probability")
             ax.set_title(f"target at rank e = {k} (dotted)")
-        legend_outside(fig, title="model (by size)", loc="outside right center")
+        legend_outside(fig, title="model (by size)")
         fig.suptitle(f"{display_name(dataset)}: score profile at fixed rank", fontsize=9)
         paths.append(save(fig, Path(out_dir) / file_stem("score_profile", dataset)))
     return paths
@@ -244,7 +245,7 @@ def plot_p_evolution(rows: Sequence[dict], path, *, max_curves=8, title="evoluti
     cmap = plt.get_cmap("viridis")
     for r in rows:
         ranks, p = rank_distribution(r)
-        ax.plot(ranks + 1, p, ".-", ms=1.5, lw=0.5, color=cmap(norm(r["step"])))
+        ax.plot(ranks + 1, p, ".", ms=1.5, color=cmap(norm(r["step"])))
     log_axes(ax)
     ax.set_xlabel("rank-based error e + 1 (1 = target ranked first)")
     ax.set_ylabel(r"$p_e$ (share of scored tokens)")

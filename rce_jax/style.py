@@ -96,7 +96,7 @@ def log_axes(ax, x: bool = True, y: bool = True) -> None:
         axis.set_minor_formatter(ticker.NullFormatter())
 
 
-def legend_outside(fig, ax=None, *, handles=None, labels=None, title=None, loc="outside right upper"):
+def legend_outside(fig, ax=None, *, handles=None, labels=None, title=None, loc="outside right center"):
     """One legend for the figure, outside the panels (to the right by default)."""
     if handles is None:
         source = [ax] if ax is not None else fig.axes
