@@ -16,7 +16,7 @@ held-out model's CE is forecast three ways:
     ``log CE = c + a log N`` by least squares over F; ``CE^ = exp(c) N^a``.
 ``ce_irreducible``
     ``CE = A N^-alpha + E`` by nonlinear least squares over F with ``0 <= E <= min_F CE``
-    (``rce_jax.scaling.fit_with_irreducible``); ``CE^ = A N^-alpha + E``. Needs at least 3
+    (``rce_jax.scaling.fit_with_irreducible``); ``CE^ = A N^-alpha + E``. Needs at least 4
     distinct sizes in F; otherwise it is listed as not available for the group.
 ``ee_law``
     ``log EE = c' + a' log N`` by least squares over F, ``EE^ = exp(c') N^a'``;
@@ -53,7 +53,7 @@ import numpy as np  # noqa: E402
 from rce_jax.cli import run_script  # noqa: E402
 from rce_jax.io import check_output_dir, read_json_files, write_json, write_text  # noqa: E402
 from rce_jax.scaling import (  # noqa: E402
-    N_KEYS, check_unique_models, fit_groups, fit_power_law, fit_with_irreducible, model_row)
+    MIN_IRREDUCIBLE_SIZES, N_KEYS, check_unique_models, fit_groups, fit_power_law, fit_with_irreducible, model_row)
 
 METHODS = ("ce_power_law", "ce_irreducible", "ee_law", "ee_power_law")
 TARGET = {"ce_power_law": "ce", "ce_irreducible": "ce", "ee_law": "ce", "ee_power_law": "ee"}
@@ -149,10 +149,10 @@ def forecast_group(models, holdout: int = 2, *, dataset: str = "", family: str =
             "ee_power_law": fit_power_law(n_fit, col(fitted, "ee")),
             "sa_minus_conf": float(np.mean(col(fitted, "sa") - col(fitted, "conf")))}
     unavailable = {}
-    if np.unique(n_fit).size >= 3:
+    if np.unique(n_fit).size >= MIN_IRREDUCIBLE_SIZES:
         fits["ce_irreducible"] = fit_with_irreducible(n_fit, col(fitted, "ce"))
     else:
-        unavailable["ce_irreducible"] = (f"needs at least 3 distinct fitted sizes, has "
+        unavailable["ce_irreducible"] = (f"needs at least {MIN_IRREDUCIBLE_SIZES} distinct fitted sizes, has "
                                          f"{np.unique(n_fit).size}")
     g = GroupForecast(dataset, family, fitted, held, fits, unavailable, [])
     for m in held:

@@ -190,9 +190,10 @@ def stats_meta(settings: Mapping) -> dict:
 def build_result(stats, text_metrics, *, model: str, model_path: str, family: str, architecture: str,
                  counts: Mapping, dataset: str, dataset_spec: str, corpus_fingerprint: str,
                  tokenizer_fingerprint: str | None, n_documents: int, settings: Mapping,
-                 producer: str = "eval", step: int | None = None, profile=None,
+                 producer: str = "eval", step: int | None = None, profile=None, bootstrap=None,
                  versions: Mapping | None = None, timings: Mapping | None = None) -> EvalResult:
-    """The record of ``stats`` (a ``RankStats``) and ``text_metrics`` (``data.TextMetrics``).
+    """The record of ``stats`` (a ``RankStats``) and ``text_metrics`` (``data.TextMetrics``);
+    with ``bootstrap`` (a ``bootstrap.BootstrapStats`` of the same pass) its intervals.
 
     Every producer goes through here, so a result means the same whoever made it.
     """
@@ -216,6 +217,8 @@ def build_result(stats, text_metrics, *, model: str, model_path: str, family: st
                     "log_Q": (np.asarray(rs["sum_logp"]) / count).tolist()},
         settings=dict(settings), producer=producer, step=step,
         profile=profile.to_dict() if profile is not None else None,
+        intervals=(bootstrap.summary({"ce": dec.ce, "ee": dec.ee, "sa": dec.sa, "conf": dec.conf,
+                                      "ee_share": dec.ee_share}) if bootstrap is not None else None),
         versions=dict(versions or {}), timings=dict(timings or {}))
 
 

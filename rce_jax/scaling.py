@@ -1,8 +1,8 @@
-"""Scaling-law fits of the decomposition against model size (docs/design.md#3-scaling-fits).
+"""Scaling-law fits of the decomposition against model size (docs/design.md#3-scaling-fits, docs/uncertainty.md).
 
 For a group of models with sizes ``N_m`` and a metric ``M``: ``log|M| = c + alpha log N`` by
 least squares, with ``R^2`` in log space and ``|Delta_M| = |alpha_M - alpha_CE|``. CE is also
-fitted with an irreducible term, ``CE = A N^-alpha + E``.
+fitted with an irreducible term, ``CE = A N^-alpha + E`` (given at least four distinct sizes).
 
 Grouping (``group_key``): results are fitted together only when they were scored on the same
 corpus (its content fingerprint, not the path it was given by) under the same number-changing
@@ -12,6 +12,13 @@ fitted per tokenizer (its fingerprint: one family's models normally share one), 
 families together (``all``, as the paper mixes families, whose tokenizers differ). Records
 without a fingerprint (hand-made rows) group by their ``dataset`` name. A group's label is its
 dataset name(s), with the settings that tell it from another group of the same name.
+
+Every fit carries three kinds of uncertainty: the OLS standard error of alpha with its
+t-interval (model-to-model scatter about the line), the leave-one-model-out range of alpha
+and R^2, and the document-bootstrap interval of alpha and R^2 (each model's metric per
+bootstrap replicate, from ``rce-jax eval``; the replicates pair across models and metrics of a
+corpus because they share the document weights). Comparisons between metrics
+(``R^2(M) - R^2(CE)``, ``|Delta_EE| - |Delta_M|``) are paired per replicate.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from scipy import stats as sps
 from scipy.optimize import least_squares
+
+from .bootstrap import percentile_interval
 
 from .io import write_json, write_text
 from .results import NUMBER_SETTINGS, EvalResult, is_result
@@ -40,20 +50,49 @@ N_DESCRIPTIONS = {
     "total": "total parameters",
 }
 MIXED = "all"
+LEVEL = 0.95  # the level of every interval of the fits
 
 
 @dataclasses.dataclass(frozen=True)
 class PowerLawFit:
-    """``log|M| = intercept + slope * log N`` over ``n_points`` models."""
+    """``log|M| = intercept + slope * log N`` over ``n_points`` models.
+
+    ``slope_se``: the OLS standard error of the slope, ``sqrt(s^2 / Sxx)`` with the residual
+    variance ``s^2`` on ``n_points - 2`` degrees of freedom (NaN with two points); ``slope_lo`` /
+    ``slope_hi``: its Student-t interval at ``level``. ``x_mean``, ``sxx`` and ``s2`` give the
+    confidence band of the fitted line (``band``).
+    """
 
     slope: float
     intercept: float
     r2: float
     n_points: int
+    slope_se: float = math.nan
+    slope_lo: float = math.nan
+    slope_hi: float = math.nan
+    level: float = LEVEL
+    x_mean: float = math.nan
+    sxx: float = math.nan
+    s2: float = math.nan
 
     def predict(self, n) -> np.ndarray:
         """|M| at size(s) ``n``."""
         return np.exp(self.intercept + self.slope * np.log(np.asarray(n, np.float64)))
+
+    def band(self, n) -> tuple[np.ndarray, np.ndarray]:
+        """The ``level`` confidence band of the fitted |M| (the mean line) at size(s) ``n``:
+        ``exp(yhat -+ t * sqrt(s^2 (1/n + (x - xbar)^2 / Sxx)))``; NaN with two points."""
+        x = np.log(np.asarray(n, np.float64))
+        y = self.intercept + self.slope * x
+        if self.n_points < 3:
+            nan = np.full_like(y, np.nan)
+            return nan, nan
+        t = sps.t.ppf(0.5 + self.level / 2, self.n_points - 2)
+        half = t * np.sqrt(self.s2 * (1.0 / self.n_points + (x - self.x_mean) ** 2 / self.sxx))
+        return np.exp(y - half), np.exp(y + half)
+
+
+MIN_IRREDUCIBLE_SIZES = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,23 +133,160 @@ def _r2(y, y_hat) -> float:
     return 1.0 - ss_res / ss_tot
 
 
-def fit_power_law(n, m) -> PowerLawFit:
-    """Least-squares line through ``(log N, log|M|)`` (closed form, float64)."""
+def fit_power_law(n, m, level: float = LEVEL) -> PowerLawFit:
+    """Least-squares line through ``(log N, log|M|)`` (closed form, float64), with the OLS
+    standard error and t-interval of the slope."""
     x, y = _log_inputs(n, m)
     xc = x - x.mean()
-    slope = float(np.dot(xc, y - y.mean()) / np.dot(xc, xc))
+    sxx = float(np.dot(xc, xc))
+    slope = float(np.dot(xc, y - y.mean()) / sxx)
     intercept = float(y.mean() - slope * x.mean())
-    return PowerLawFit(slope, intercept, _r2(y, intercept + slope * x), int(x.size))
+    resid = y - (intercept + slope * x)
+    dof = x.size - 2
+    s2 = float(np.dot(resid, resid) / dof) if dof > 0 else math.nan
+    se = math.sqrt(s2 / sxx) if dof > 0 else math.nan
+    t = float(sps.t.ppf(0.5 + level / 2, dof)) if dof > 0 else math.nan
+    return PowerLawFit(slope, intercept, _r2(y, intercept + slope * x), int(x.size), slope_se=se,
+                       slope_lo=slope - t * se, slope_hi=slope + t * se, level=level,
+                       x_mean=float(x.mean()), sxx=sxx, s2=s2)
+
+
+def _line_fits_RxM(x_M: np.ndarray, y_RxM: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(slope, R^2) of the least-squares line of every row of ``y`` on ``x`` (rows with a
+    non-finite value give NaN)."""
+    xc = x_M - x_M.mean()
+    yc = y_RxM - y_RxM.mean(axis=1, keepdims=True)
+    slope = yc @ xc / np.dot(xc, xc)
+    ss_res = np.sum((yc - slope[:, None] * xc[None, :]) ** 2, axis=1)
+    ss_tot = np.sum(yc ** 2, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r2 = np.where(ss_tot > 0, 1.0 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
+    bad = ~np.isfinite(y_RxM).all(axis=1)
+    return np.where(bad, np.nan, slope), np.where(bad, np.nan, r2)
+
+
+def leave_one_out(n, m) -> list[PowerLawFit]:
+    """The fits without each model in turn (none with fewer than three models, or where the
+    remaining models have a single size)."""
+    n = np.asarray(n, np.float64)
+    m = np.asarray(m, np.float64)
+    if n.size < 3:
+        return []
+    fits = []
+    for i in range(n.size):
+        keep = np.arange(n.size) != i
+        if np.unique(n[keep]).size >= 2:
+            fits.append(fit_power_law(n[keep], m[keep]))
+    return fits
+
+
+def _log_abs(v):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(np.abs(np.asarray(v, np.float64)))
+
+
+def fit_metrics(n, values: Mapping[str, Sequence[float]], replicates: Mapping[str, np.ndarray] | None = None,
+                level: float = LEVEL, metrics: Sequence[str] | None = None) -> tuple[dict, list]:
+    """Every metric's fit with its intervals, and the paired comparisons between metrics.
+
+    ``values[k]``: metric ``k`` per model (``"ce"`` among them: |Delta| is measured against it);
+    ``metrics``: those to fit (default: all of ``values``); ``replicates[k]``: ``[models, R]`` bootstrap values of
+    the same models (shared document weights), or None. Returns ``(rows, comparisons)``: ``rows[k]``
+    a dict (slope, OLS se and interval, R^2, leave-one-model-out ranges, bootstrap intervals,
+    |Delta| vs CE), ``comparisons`` a list of dicts (see ``compare``).
+    """
+    n = np.asarray(n, np.float64)
+    x = np.log(n)
+    metrics = list(values) if metrics is None else list(metrics)
+    fits = {k: fit_power_law(n, values[k], level) for k in {*metrics, "ce"}}
+    ce_fit = fits["ce"]
+    loo = {k: leave_one_out(n, values[k]) for k in {*metrics, "ce"}}
+    loo_ce = loo["ce"]
+    boot = {}
+    if replicates is not None:
+        for k in {*metrics, "ce"}:
+            boot[k] = _line_fits_RxM(x, _log_abs(np.asarray(replicates[k], np.float64)).T)
+    rows = {}
+    for k in metrics:
+        f = fits[k]
+        row = {"n_points": f.n_points, "slope": f.slope, "intercept": f.intercept, "r2": f.r2,
+               "slope_se": f.slope_se, "slope_lo": f.slope_lo, "slope_hi": f.slope_hi, "level": level,
+               "abs_delta_vs_ce": abs(f.slope - ce_fit.slope),
+               "loo_slope_min": min((g.slope for g in loo[k]), default=math.nan),
+               "loo_slope_max": max((g.slope for g in loo[k]), default=math.nan),
+               "loo_r2_min": min((g.r2 for g in loo[k]), default=math.nan),
+               "loo_r2_max": max((g.r2 for g in loo[k]), default=math.nan),
+               "bootstrap_replicates": 0}
+        row["boot_slope_lo"] = row["boot_slope_hi"] = row["boot_r2_lo"] = row["boot_r2_hi"] = math.nan
+        row["boot_abs_delta_lo"] = row["boot_abs_delta_hi"] = math.nan
+        if k in boot:
+            slope_R, r2_R = boot[k]
+            row["bootstrap_replicates"] = int(np.isfinite(slope_R).sum())
+            row["boot_slope_lo"], row["boot_slope_hi"] = percentile_interval(slope_R, level)
+            row["boot_r2_lo"], row["boot_r2_hi"] = percentile_interval(r2_R, level)
+            row["boot_abs_delta_lo"], row["boot_abs_delta_hi"] = percentile_interval(
+                np.abs(slope_R - boot["ce"][0]), level)
+        rows[k] = row
+    comparisons = []  # between the laws of the paper (the EE share is a ratio, not one of them)
+    for k in metrics:
+        if k not in ("ee", "sa", "conf"):
+            continue
+        loo_diff = [a.r2 - b.r2 for a, b in zip(loo[k], loo_ce)]
+        comparisons.append(compare(f"R^2({k}) - R^2(ce)", fits[k].r2 - ce_fit.r2, loo_diff,
+                                   boot[k][1] - boot["ce"][1] if k in boot else None, level))
+    if "ee" in metrics:
+        for k in metrics:
+            if k not in ("sa", "conf"):
+                continue
+            est = abs(fits["ee"].slope - ce_fit.slope) - abs(fits[k].slope - ce_fit.slope)
+            loo_diff = [abs(a.slope - c.slope) - abs(b.slope - c.slope)
+                        for a, b, c in zip(loo["ee"], loo[k], loo_ce)]
+            boot_diff = None
+            if k in boot:
+                boot_diff = np.abs(boot["ee"][0] - boot["ce"][0]) - np.abs(boot[k][0] - boot["ce"][0])
+            comparisons.append(compare(f"|Delta(ee)| - |Delta({k})|", est, loo_diff, boot_diff, level))
+    return rows, comparisons
+
+
+def compare(name: str, estimate: float, loo_values: Sequence[float], boot_values, level: float) -> dict:
+    """A paired difference with its bootstrap interval and leave-one-model-out range.
+
+    ``resolved`` (the sign of the difference is what the data say) when the bootstrap interval
+    excludes zero *and* every leave-one-model-out fit gives the same sign: both document sampling
+    and the choice of models must leave the sign unchanged. Otherwise the data do not resolve it.
+    """
+    lo, hi = percentile_interval(boot_values, level) if boot_values is not None else (math.nan, math.nan)
+    loo_min = min(loo_values, default=math.nan)
+    loo_max = max(loo_values, default=math.nan)
+    boot_ok = np.isfinite(lo) and (lo > 0 or hi < 0)
+    loo_ok = bool(loo_values) and (loo_min > 0 or loo_max < 0)
+    same = boot_ok and loo_ok and (lo > 0) == (loo_min > 0) == (estimate > 0)
+    if same:
+        why = ""
+    elif boot_values is None:
+        why = "no bootstrap replicates (results evaluated with --bootstrap 0 or unpaired)"
+    elif not loo_values:
+        why = "fewer than three models: no leave-one-model-out check"
+    elif not boot_ok:
+        why = "the bootstrap interval contains zero"
+    else:
+        why = "leaving one model out changes the sign"
+    return {"comparison": name, "estimate": float(estimate), "boot_lo": lo, "boot_hi": hi,
+            "loo_min": loo_min, "loo_max": loo_max, "level": level, "resolved": bool(same),
+            "sign": (1 if estimate > 0 else -1) if same else 0, "unresolved_because": why}
 
 
 def fit_with_irreducible(n, ce) -> IrreducibleFit:
-    """``CE = A N^-alpha + E`` with ``0 <= E < min(CE)``, started from a grid over E."""
+    """``CE = A N^-alpha + E`` with ``0 <= E < min(CE)``, started from a grid over E.
+
+    Three parameters need at least four distinct sizes: with three the curve passes through
+    every point and the fit tells nothing (R^2 = 1 whatever the data)."""
     n = np.asarray(n, np.float64)
     ce = np.asarray(ce, np.float64)
     _log_inputs(n, ce)
-    if np.unique(n).size < 3:
-        raise ValueError("a fit with an irreducible term needs at least 3 distinct sizes; got "
-                         f"{np.unique(n).size}")
+    if np.unique(n).size < MIN_IRREDUCIBLE_SIZES:
+        raise ValueError(f"a fit with an irreducible term (3 parameters) needs at least "
+                         f"{MIN_IRREDUCIBLE_SIZES} distinct sizes; got {np.unique(n).size}")
     if (ce <= 0).any():
         raise ValueError("CE must be positive for a fit with an irreducible term")
     x = np.log(n)
@@ -147,6 +323,8 @@ class ScalingReport:
     groups: list = dataclasses.field(default_factory=list)  # what was grouped (describe_groups)
     warnings: list = dataclasses.field(default_factory=list)  # groups that could not be fitted
     labels: dict = dataclasses.field(default_factory=dict)  # group key -> label
+    comparisons: list = dataclasses.field(default_factory=list)  # paired differences between metrics
+    notes: list = dataclasses.field(default_factory=list)  # one dict per group: pooling, bootstrap
 
     @property
     def n_description(self) -> str:
@@ -157,9 +335,11 @@ class ScalingReport:
         return self.labels[group_key(record)]
 
     def to_dict(self) -> dict:
-        return {"n_used": self.n_key, "n_description": self.n_description, "fits": self.rows,
-                "ce_irreducible_fits": self.irreducible, "models": self.models,
-                "groups": self.groups, "warnings": self.warnings}
+        return {"n_used": self.n_key, "n_description": self.n_description,
+                "level": LEVEL, "fits": self.rows, "comparisons": self.comparisons,
+                "ce_irreducible_fits": self.irreducible,
+                "models": [{k: v for k, v in m.items() if k != "replicates"} for m in self.models],
+                "groups": self.groups, "group_notes": self.notes, "warnings": self.warnings}
 
     def grouping_summary(self) -> str:
         """What was fitted together and why, one line per group, then the warnings."""
@@ -173,44 +353,83 @@ class ScalingReport:
         return "\n".join(out + [f"warning: {w}" for w in self.warnings])
 
     def to_markdown(self) -> str:
-        out = [f"N = {self.n_description}.", "",
-               "| dataset | family | metric | models | slope alpha | R^2 | abs(Delta) vs CE |",
-               "|---|---|---|---:|---:|---:|---:|"]
+        pct = f"{LEVEL:.0%}"
+        out = [f"N = {self.n_description}. Intervals are {pct}: OLS = Student-t interval of the slope "
+               "from the scatter of the models about the line (with its standard error); LOO = range "
+               "over the fits that leave one model out; boot = percentile interval over the "
+               "document-bootstrap replicates of `rce-jax eval` (paired across the models and metrics "
+               "of a corpus).", "",
+               "| dataset | family | metric | models | alpha +- se | alpha OLS | alpha LOO | alpha boot | "
+               "R^2 | R^2 LOO | R^2 boot | abs(Delta) vs CE [boot] |",
+               "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in self.rows:
             out.append(f"| {r['dataset']} | {r['family']} | {r['metric']} | {r['n_points']} | "
-                       f"{r['slope']:.4f} | {r['r2']:.4f} | {r['abs_delta_vs_ce']:.4f} |")
+                       f"{r['slope']:.4f} +- {_f(r['slope_se'])} | {_iv(r['slope_lo'], r['slope_hi'])} | "
+                       f"{_iv(r['loo_slope_min'], r['loo_slope_max'])} | "
+                       f"{_iv(r['boot_slope_lo'], r['boot_slope_hi'])} | {r['r2']:.4f} | "
+                       f"{_iv(r['loo_r2_min'], r['loo_r2_max'])} | {_iv(r['boot_r2_lo'], r['boot_r2_hi'])} | "
+                       f"{r['abs_delta_vs_ce']:.4f} {_iv(r['boot_abs_delta_lo'], r['boot_abs_delta_hi'])} |")
+        if self.comparisons:
+            out += ["", "Paired comparisons between metrics (resolved: the bootstrap interval excludes 0 "
+                    "and every leave-one-model-out fit has the same sign):", "",
+                    f"| dataset | family | comparison | estimate | {pct} boot | LOO range | verdict |",
+                    "|---|---|---|---:|---:|---:|---|"]
+            for c in self.comparisons:
+                verdict = "resolved" if c["resolved"] else f"not resolved: {c['unresolved_because']}"
+                out.append(f"| {c['dataset']} | {c['family']} | {c['comparison']} | {c['estimate']:+.4f} | "
+                           f"{_iv(c['boot_lo'], c['boot_hi'])} | {_iv(c['loo_min'], c['loo_max'])} | {verdict} |")
+        notes = [g["note"] for g in self.notes if g.get("note")]
+        if notes:
+            out += [""] + [f"- {t}" for t in notes]
         if self.irreducible:
             out += ["", "CE with an irreducible term, CE = A N^-alpha + E:", "",
-                    "| dataset | family | models | A | alpha | E | R^2 (on CE) |",
-                    "|---|---|---:|---:|---:|---:|---:|"]
+                    "| dataset | family | models | A | alpha | alpha LOO | E | E LOO | R^2 (on CE) |",
+                    "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
             for r in self.irreducible:
+                if not r["fitted"]:
+                    out.append(f"| {r['dataset']} | {r['family']} | {r['n_points']} | not fitted: "
+                               f"{r['reason']} | | | | | |")
+                    continue
                 out.append(f"| {r['dataset']} | {r['family']} | {r['n_points']} | {r['A']:.4g} | "
-                           f"{r['alpha']:.4f} | {r['E']:.4f} | {r['r2']:.4f} |")
-        out += ["", "| dataset | model | family | N | CE | EE | SA | Conf | EE/CE |",
-                "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+                           f"{r['alpha']:.4f} | {_iv(r['loo_alpha_min'], r['loo_alpha_max'])} | {r['E']:.4f} | "
+                           f"{_iv(r['loo_E_min'], r['loo_E_max'])} | {r['r2']:.4f} |")
+        out += ["", f"| dataset | model | family | N | CE [{pct}] | EE [{pct}] | SA [{pct}] | Conf [{pct}] | "
+                f"EE/CE [{pct}] |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for m in self.models:
-            out.append(f"| {m['dataset']} | {m['model']} | {m['family']} | {m['n']:,} | {m['ce']:.4f} | "
-                       f"{m['ee']:.4f} | {m['sa']:.4f} | {m['conf']:.4f} | {m['ee_share']:.4f} |")
+            iv = m.get("intervals") or {}
+            cells = [f"{m[k]:.4f} {_iv(*iv[k])}" if k in iv else f"{m[k]:.4f}" for k in METRICS]
+            out.append(f"| {m['dataset']} | {m['model']} | {m['family']} | {m['n']:,} | " + " | ".join(cells) + " |")
         if self.warnings:
             out += [""] + [f"Warning: {w}" for w in self.warnings]
         return "\n".join(out) + "\n"
 
     def to_csv(self) -> str:
         buf = io.StringIO()
-        fields = ["dataset", "family", "metric", "n_used", "n_points", "slope", "intercept", "r2",
-                  "abs_delta_vs_ce"]
-        w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
         w.writeheader()
         for r in self.rows:
-            w.writerow({k: r[k] for k in fields})
+            w.writerow({k: r[k] for k in CSV_FIELDS})
+        return buf.getvalue()
+
+    def comparisons_csv(self) -> str:
+        buf = io.StringIO()
+        fields = ["dataset", "family", "comparison", "estimate", "boot_lo", "boot_hi", "loo_min", "loo_max",
+                  "level", "resolved", "unresolved_because"]
+        w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        for c in self.comparisons:
+            w.writerow({k: c[k] for k in fields})
         return buf.getvalue()
 
     def write(self, out_dir, stem: str = "scaling") -> dict:
-        """Write ``<stem>.md``, ``<stem>.csv`` and ``<stem>.json`` atomically; return the paths."""
+        """Write ``<stem>.md``, ``<stem>.csv`` (fits), ``<stem>_comparisons.csv`` and
+        ``<stem>.json`` atomically; return the paths."""
         out = Path(out_dir)
         paths = {ext: out / f"{stem}.{ext}" for ext in ("md", "csv", "json")}
+        paths["comparisons_csv"] = out / f"{stem}_comparisons.csv"
         write_text(paths["md"], self.to_markdown())
         write_text(paths["csv"], self.to_csv())
+        write_text(paths["comparisons_csv"], self.comparisons_csv())
         write_json(paths["json"], self.to_dict())
         return paths
 
@@ -230,6 +449,110 @@ def group_key(rec: Mapping) -> tuple:
     return ("corpus", typed.corpus_fingerprint, *(typed.settings[k] for k in NUMBER_SETTINGS))
 
 
+CSV_FIELDS = ["dataset", "family", "metric", "n_used", "n_points", "slope", "slope_se", "slope_lo", "slope_hi",
+              "loo_slope_min", "loo_slope_max", "boot_slope_lo", "boot_slope_hi", "intercept", "r2",
+              "loo_r2_min", "loo_r2_max", "boot_r2_lo", "boot_r2_hi", "abs_delta_vs_ce", "boot_abs_delta_lo",
+              "boot_abs_delta_hi", "level", "bootstrap_replicates"]
+
+
+def _f(v) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.4f}"
+
+
+def _iv(lo, hi) -> str:
+    """``[lo, hi]``, or ``-`` when the interval is not available."""
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return "-"
+    return f"[{lo:.4f}, {hi:.4f}]"
+
+
+def uncertainty_fields(rec: Mapping, typed: EvalResult | None = None) -> dict:
+    """What the fits need from a result besides the point metrics: its bootstrap intervals and
+    replicate values (with their settings, to check that models pair) and its tokenizer
+    (``typed``: the record as an EvalResult, whose tokenizer fingerprint is authoritative)."""
+    iv = rec.get("intervals") or {}
+    settings = rec.get("settings") or {}
+    boot = settings.get("bootstrap") or ({k: iv[k] for k in ("replicates", "seed", "level")} if iv else None)
+    reps = iv.get("replicates_values")
+    return {"intervals": {k: (iv[k]["lo"], iv[k]["hi"]) for k in METRICS if isinstance(iv.get(k), dict)},
+            "replicates": ({k: [math.nan if v is None else float(v) for v in reps[k]] for k in reps}
+                           if reps else None),
+            "bootstrap": boot,
+            "tokenizer": {"vocab_size": settings.get("tokenizer_size"),
+                          "fingerprint": (typed.tokenizer_fingerprint if typed is not None
+                                          else settings.get("tokenizer_fingerprint"))}}
+
+
+def group_replicates(group: Sequence[Mapping], metrics) -> tuple[dict | None, str]:
+    """``{metric: [models, R]}`` when every model of the group has bootstrap replicates under the
+    same settings (so replicate b used the same document weights everywhere), else None and why."""
+    settings = [m.get("bootstrap") for m in group]
+    if any(s is None or m.get("replicates") is None for s, m in zip(settings, group)):
+        return None, "not every result has bootstrap replicates (evaluated with --bootstrap 0?)"
+    keyed = {(s["replicates"], s["seed"]) for s in settings}
+    if len(keyed) > 1:
+        return None, (f"the results used different bootstrap settings {sorted(keyed)} (replicates, seed), "
+                      "so their replicates do not pair")
+    need = {*metrics, "ce"}
+    return {k: np.array([m["replicates"][k] for m in group], np.float64) for k in need}, ""
+
+
+def tokenizer_note(group: Sequence[Mapping]) -> tuple[list, bool]:
+    """The distinct tokenizers of a group (vocabulary size, fingerprint, families) and whether
+    they differ (per-token CE over different vocabularies are different quantities)."""
+    seen: dict = {}
+    for m in group:
+        t = m.get("tokenizer") or {}
+        key = (t.get("vocab_size"), t.get("fingerprint"))
+        seen.setdefault(key, set()).add(m["family"])
+    toks = [{"vocab_size": v, "fingerprint": f, "families": sorted(fams)} for (v, f), fams in seen.items()]
+    return toks, len(seen) > 1
+
+
+def fit_group(dataset: str, family: str, group: Sequence[Mapping], n_key: str, metrics) -> dict:
+    """The fits, comparisons, irreducible fit and notes of one group of models."""
+    n = np.array([m["n"] for m in group], np.float64)
+    values = {k: [m[k] for m in group] for k in metrics}
+    values.setdefault("ce", [m["ce"] for m in group])
+    reps, why_not = group_replicates(group, metrics)
+    rows, comparisons = fit_metrics(n, values, reps, metrics=metrics)
+    key = {"dataset": dataset, "family": family}
+    fit_rows = [{**key, "metric": k, "n_used": n_key, **rows[k]} for k in metrics]
+    comparisons = [{**key, **c} for c in comparisons]
+    toks, differ = tokenizer_note(group)
+    note = {**key, "n_models": len(group), "tokenizers": toks, "tokenizers_differ": differ,
+            "bootstrap": bool(reps), "bootstrap_missing_because": why_not}
+    text = []
+    if differ:
+        text.append(f"{dataset} / {family}: the models use {len(toks)} different tokenizers ("
+                    + "; ".join(f"{', '.join(t['families'])}: {t['vocab_size']} entries, fingerprint "
+                                f"{str(t['fingerprint'])[:12]}" for t in toks)
+                    + "); per-token CE over different vocabularies and token boundaries are different "
+                    "quantities, so this mixed fit compares unlike numbers.")
+    if not reps:
+        text.append(f"{dataset} / {family}: no bootstrap intervals: {why_not}.")
+    note["note"] = " ".join(text)
+    distinct = int(np.unique(n).size)
+    irr = {**key, "n_used": n_key, "n_points": int(n.size), "distinct_sizes": distinct}
+    if distinct < MIN_IRREDUCIBLE_SIZES:
+        irr.update(fitted=False, reason=f"{distinct} distinct sizes for 3 parameters (needs "
+                                        f"{MIN_IRREDUCIBLE_SIZES})")
+    else:
+        ce = np.array([m["ce"] for m in group], np.float64)
+        fit = fit_with_irreducible(n, ce)
+        loo = []
+        for i in range(n.size):
+            keep = np.arange(n.size) != i
+            if np.unique(n[keep]).size >= MIN_IRREDUCIBLE_SIZES:
+                loo.append(fit_with_irreducible(n[keep], ce[keep]))
+        irr.update(fitted=True, reason="", **dataclasses.asdict(fit),
+                   loo_alpha_min=min((f.alpha for f in loo), default=math.nan),
+                   loo_alpha_max=max((f.alpha for f in loo), default=math.nan),
+                   loo_E_min=min((f.E for f in loo), default=math.nan),
+                   loo_E_max=max((f.E for f in loo), default=math.nan))
+    return {"rows": fit_rows, "comparisons": comparisons, "irreducible": irr, "note": note}
+
+
 def model_row(rec: Mapping, n_field: str) -> dict:
     """One result record reduced to what the fits use (N from ``n_field``, the metrics, EE/CE),
     with its corpus group key, tokenizer fingerprint and model location."""
@@ -242,12 +565,17 @@ def model_row(rec: Mapping, n_field: str) -> dict:
             "sa": float(rec["sa"]), "conf": float(rec["conf"]),
             "ee_share": float(rec["ee"]) / float(rec["ce"]) if float(rec["ce"]) != 0 else math.nan,
             "group": group_key(rec),
-            "tokenizer": typed.tokenizer_fingerprint if typed is not None else None,
-            "model_path": typed.model_path if typed is not None else None}
+            "model_path": typed.model_path if typed is not None else None,
+            **uncertainty_fields(rec, typed)}
 
 
 def _group(m: Mapping) -> tuple:
     return m.get("group", ("dataset", m["dataset"]))
+
+
+def _tokenizer_id(m: Mapping) -> str:
+    """The tokenizer a model row was scored with (its fingerprint; None for hand-made rows)."""
+    return str((m.get("tokenizer") or {}).get("fingerprint"))
 
 
 def check_unique_models(models: Iterable[Mapping]) -> None:
@@ -291,10 +619,10 @@ def fit_groups(models: Sequence[dict]) -> Iterable[tuple[str, str, list[dict]]]:
         families = sorted({m["family"] for m in in_group})
         for fam in families:
             in_fam = [m for m in in_group if m["family"] == fam]
-            tokenizers = sorted({str(m.get("tokenizer")) for m in in_fam})
+            tokenizers = sorted({_tokenizer_id(m) for m in in_fam})
             for tok in tokenizers:
                 label = fam if len(tokenizers) == 1 else f"{fam}@{tok[:8]}"
-                yield labels[key], label, [m for m in in_fam if str(m.get("tokenizer")) == tok]
+                yield labels[key], label, [m for m in in_fam if _tokenizer_id(m) == tok]
         if len(families) > 1:
             yield labels[key], MIXED, in_group
 
@@ -308,7 +636,7 @@ def describe_groups(models: Sequence[dict], labels: Mapping) -> list[dict]:
                     "settings": dict(zip(NUMBER_SETTINGS, key[2:])) if key[0] == "corpus" else {},
                     "names": sorted({m.get("dataset_name", m["dataset"]) for m in in_group}),
                     "families": sorted({m["family"] for m in in_group}),
-                    "n_tokenizers": len({m.get("tokenizer") for m in in_group}),
+                    "n_tokenizers": len({_tokenizer_id(m) for m in in_group}),
                     "n_sizes": len({m["n"] for m in in_group}),
                     "models": [m["model"] for m in in_group]})
     return out
@@ -343,24 +671,19 @@ def scaling_report(records: Iterable[Mapping], *, n_key: str = "non_embedding",
     for m in models:
         m["dataset_name"], m["dataset"] = m["dataset"], labels[m["group"]]
     models.sort(key=lambda m: (m["dataset"], m["family"], m["n"], m["model"]))
-    rows, irreducible, warnings = [], [], []
+    rows, irreducible, comparisons, notes, warnings = [], [], [], [], []
     for dataset, family, group in fit_groups(models):
         n = np.array([m["n"] for m in group], np.float64)
         if np.unique(n).size < 2:
             warnings.append(f"{dataset!r}, family {family!r}: {np.unique(n).size} model size "
                             f"({', '.join(m['model'] for m in group)}); a fit needs 2, none made")
             continue
-        fits = {k: fit_power_law(n, [m[k] for m in group]) for k in metrics}
-        ce_slope = fits["ce"].slope if "ce" in fits else fit_power_law(n, [m["ce"] for m in group]).slope
-        for k, f in fits.items():
-            rows.append({"dataset": dataset, "family": family, "metric": k, "n_used": n_key,
-                         "n_points": f.n_points, "slope": f.slope, "intercept": f.intercept,
-                         "r2": f.r2, "abs_delta_vs_ce": abs(f.slope - ce_slope)})
-        if np.unique(n).size >= 3:
-            irr = fit_with_irreducible(n, [m["ce"] for m in group])
-            irreducible.append({"dataset": dataset, "family": family, "n_used": n_key,
-                                **dataclasses.asdict(irr)})
+        g = fit_group(dataset, family, group, n_key, metrics)
+        rows += g["rows"]
+        comparisons += g["comparisons"]
+        irreducible.append(g["irreducible"])
+        notes.append(g["note"])
     groups = describe_groups(models, labels)
     public = [{k: v for k, v in m.items() if k not in ("group", "tokenizer", "model_path", "dataset_name")}
               for m in models]
-    return ScalingReport(n_key, rows, irreducible, public, groups, warnings, labels)
+    return ScalingReport(n_key, rows, irreducible, public, groups, warnings, labels, comparisons, notes)

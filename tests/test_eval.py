@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from eval_fixtures import make_model_dir, reference_decomposition, write_corpus
-from tolerances import (DECOMPOSITION_F32_ABS, F64_IDENTITY_ABS, PROBABILITY_MASS_F32_SLACK,
-                        PROBABILITY_SUM_F32_ABS, PROBABILITY_SUM_F32_REL, TEXT_METRIC_F32_REL,
+from tolerances import (DECOMPOSITION_F32_ABS, F64_IDENTITY_ABS, F64_SUM_REL, PROBABILITY_MASS_F32_SLACK,
+                        PROBABILITY_SUM_F32_ABS, PROBABILITY_SUM_F32_REL, REPLICATES_TWO_LAYOUTS_ABS,
+                        REPLICATES_TWO_LAYOUTS_REL, TEXT_METRIC_F32_REL,
                         assert_sum_logp_two_paths_close)
 
 from rce_jax.cli import main
@@ -292,6 +293,10 @@ def test_killed_run_resumes_to_identical_counts(setup, tmp_path):
     assert r["rank_stats"]["count"] == whole["rank_stats"]["count"]
     assert r["rank_stats"]["ranks"] == whole["rank_stats"]["ranks"]
     assert r["rank_stats"]["sum_logp"] == whole["rank_stats"]["sum_logp"]  # same batches, same order
+    # The bootstrap's replicates come back from the snapshot too: the same float64 sums, folded
+    # across a save and a load (F64_SUM_REL bounds any change of association).
+    np.testing.assert_allclose(r["intervals"]["replicates_values"]["ce"],
+                               whole["intervals"]["replicates_values"]["ce"], rtol=F64_SUM_REL)
     assert not state_file.parent.exists()
 
 
@@ -310,6 +315,11 @@ def test_eight_simulated_devices_give_identical_counts(setup, tmp_path):
     assert eight["rank_stats"]["count"] == one["rank_stats"]["count"]
     assert_sum_logp_two_paths_close(eight["rank_stats"]["sum_logp"], one["rank_stats"]["sum_logp"],
                                     one["rank_stats"]["count"])
+    # Document weights do not depend on the device a row lands on (see REPLICATES_TWO_LAYOUTS_*).
+    for k in ("ce", "ee", "sa", "conf"):
+        np.testing.assert_allclose(eight["intervals"]["replicates_values"][k],
+                                   one["intervals"]["replicates_values"][k],
+                                   rtol=REPLICATES_TWO_LAYOUTS_REL, atol=REPLICATES_TWO_LAYOUTS_ABS)
 
 
 def test_batches_are_placed_right_on_two_processes():

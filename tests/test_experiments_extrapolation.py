@@ -129,10 +129,10 @@ def test_irreducible_not_available_with_two_fitted_sizes():
     with the reason; the other methods still forecast."""
     rng = np.random.default_rng(6)
     g = ex.extrapolate(planted(rng, n_models=4, ee=lambda n: 40 * n ** -0.1, offset=lambda n: 0.2), 2).groups[0]
-    assert g.unavailable == {"ce_irreducible": "needs at least 3 distinct fitted sizes, has 2"}
+    assert g.unavailable == {"ce_irreducible": "needs at least 4 distinct fitted sizes, has 2"}
     assert {r["method"] for r in g.rows} == {"ce_power_law", "ee_law", "ee_power_law"}
     md = ex.Extrapolation("non_embedding", 2, [g], []).to_markdown()
-    assert "ce_irreducible not available (needs at least 3 distinct fitted sizes, has 2)" in md
+    assert "ce_irreducible not available (needs at least 4 distinct fitted sizes, has 2)" in md
 
 
 def test_bad_inputs():

@@ -52,10 +52,11 @@ def test_irreducible_term_is_recovered():
     assert fit.r2 == pytest.approx(1.0, abs=NONLINEAR_FIT_R2_ABS)
 
 
-def test_irreducible_fit_needs_three_distinct_sizes():
-    """Three parameters cannot be fitted to two sizes, however many models share them."""
-    with pytest.raises(ValueError, match="3 distinct sizes; got 2"):
-        fit_with_irreducible([1e6, 1e6, 1e7], [3.0, 3.1, 2.5])
+def test_irreducible_fit_needs_four_distinct_sizes():
+    """Three parameters need four distinct sizes (three would be fitted exactly, whatever the data),
+    however many models share them."""
+    with pytest.raises(ValueError, match="4 distinct sizes; got 3"):
+        fit_with_irreducible([1e6, 1e6, 1e7, 1e8], [3.0, 3.1, 2.5, 2.2])
 
 
 @pytest.mark.parametrize(

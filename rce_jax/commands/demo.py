@@ -12,6 +12,9 @@ def register(sub, name):
     p.add_argument("--quick", action="store_true",
                    help="five tiny models, few steps (about a minute; what CI runs)")
     p.add_argument("--out", help="output folder (default ./rce_demo, or ./rce_demo_quick with --quick)")
+    p.add_argument("--seeds", type=int, default=None, metavar="K",
+                   help="train every rung K times with different seeds and report the seed-to-seed "
+                        "spread (default 1: one run per rung; see docs/uncertainty.md for the cost)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
 
@@ -21,10 +24,18 @@ def run(args) -> int:
     from ..io import check_output_dir
     from ..train.ladder import run_ladder
 
+    import dataclasses
+
     spec = QUICK if args.quick else DEMO
+    if args.seeds is not None:
+        if args.seeds < 1:
+            print(f"rce-jax demo: error: --seeds must be at least 1, got {args.seeds}", file=sys.stderr)
+            return 2
+        spec = dataclasses.replace(spec, seeds=args.seeds)
     out = args.out or ("rce_demo_quick" if args.quick else "rce_demo")
     check_output_dir(out, "--out")
-    command = "rce-jax demo" + (" --quick" if args.quick else "") + f" --out {shlex.quote(out)}"
+    command = ("rce-jax demo" + (" --quick" if args.quick else "") + f" --out {shlex.quote(out)}"
+               + (f" --seeds {args.seeds}" if args.seeds is not None else ""))
     report = run_ladder(spec, out, progress=not args.no_progress, command=command,
                         title="rce-jax demo" + (" --quick" if args.quick else "")
                         + ": what scales in cross-entropy, on your machine")
@@ -33,5 +44,6 @@ def run(args) -> int:
     for f in report["findings"]:
         for s in f["sentences"]:
             print(f"  - {s}")
-    print(f"\nReport: {out}/report.md ({report['wall_s']:.0f} s)", file=sys.stdout)
+    print(f"\nReport: {out}/report.md ({report['wall_s']:.0f} s wall, {report['cpu_s']:.0f} s CPU; "
+          f"{spec.seeds} seed(s) per rung)", file=sys.stdout)
     return 0

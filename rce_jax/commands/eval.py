@@ -74,6 +74,12 @@ def register(sub, name):
     p.add_argument("--profile-top-k", type=int, default=16)
     p.add_argument("--checkpoint-every", type=int, default=20, help="batches between resumable snapshots")
     p.add_argument("--model-parallel", type=int, default=1, help="size of the mesh's 'model' axis")
+    p.add_argument("--bootstrap", type=int, default=200, metavar="B",
+                   help="Poisson bootstrap replicates over documents for the intervals of CE, EE, SA, "
+                        "Conf and EE/CE (default 200; 0: no intervals)")
+    p.add_argument("--bootstrap-level", type=float, default=0.95, help="interval level (default 0.95)")
+    p.add_argument("--bootstrap-seed", type=int, default=0,
+                   help="seed of the document weights; keep it equal across models to pair them")
     p.add_argument("--cache-dir", help="token cache folder (default ~/.cache/rce_jax/tokens)")
     p.add_argument("--force", action="store_true",
                    help="recompute results that exist (results are keyed by model and corpus "
@@ -102,7 +108,8 @@ def run(args) -> int:
         upcast_logits=args.upcast_logits, packing=args.packing, profile_ranks=args.profile_ranks,
         profile_top_k=args.profile_top_k, checkpoint_every=args.checkpoint_every,
         text_field=args.text_field, model_parallel=args.model_parallel,
-        add_special_tokens=args.add_special_tokens, detokenizer=args.detokenizer)
+        add_special_tokens=args.add_special_tokens, detokenizer=args.detokenizer,
+        bootstrap=args.bootstrap, bootstrap_level=args.bootstrap_level, bootstrap_seed=args.bootstrap_seed)
     models = [parse_named(m, "--model") for m in args.model]
     datas = [parse_named(d, "--data") for d in args.data]
     for flag, named in (("--model", models), ("--data", datas)):
@@ -121,4 +128,9 @@ def run(args) -> int:
                   f"EE {r['ee']:.4f} + SA {r['sa']:.4f} - Conf {r['conf']:.4f} "
                   f"(EE/CE {r['ee_share']:.3f}); word ppl {r['word_perplexity']:.3f}, "
                   f"bits/byte {r['bits_per_byte']:.4f}")
+            iv = r.get("intervals")
+            if iv:
+                print(f"  {iv['level']:.0%} intervals ({iv['replicates']} document-bootstrap replicates): "
+                      + ", ".join(f"{k.upper() if k != 'ee_share' else 'EE/CE'} [{iv[k]['lo']:.4f}, "
+                                  f"{iv[k]['hi']:.4f}]" for k in ("ce", "ee", "sa", "conf", "ee_share")))
     return 0

@@ -18,6 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
+from ..bootstrap import BootstrapStats
 from ..io import OutputError, describe_os_error, write_json
 from ..preempt import Preempted, requested, signal_name
 from ..stats import RankStats
@@ -30,16 +31,18 @@ class EvalState:
     """The statistics of the batches before ``next_batch``, under the given settings."""
 
     def __init__(self, folder, settings: dict, stats: RankStats, profile: ProfileStats | None,
-                 next_batch: int = 0):
+                 next_batch: int = 0, bootstrap: BootstrapStats | None = None):
         self.folder = Path(folder)
         self.settings = settings
         self.stats = stats
         self.profile = profile
         self.next_batch = next_batch
+        self.bootstrap = bootstrap
 
     @classmethod
     def open(cls, folder, settings: dict, fresh_stats: RankStats,
-             fresh_profile: ProfileStats | None) -> EvalState:
+             fresh_profile: ProfileStats | None,
+             fresh_bootstrap: BootstrapStats | None = None) -> EvalState:
         """Resume from ``folder`` if it holds a state taken under ``settings``, else start fresh.
 
         A state from other settings (another batch size, dtype, corpus, ...) would not continue
@@ -60,11 +63,14 @@ class EvalState:
                     profile = None
                     if fresh_profile is not None:
                         profile = ProfileStats.load(folder / state["profile_file"], fresh_profile.top_k)
-                    return cls(folder, settings, stats, profile, int(state["next_batch"]))
+                    bootstrap = None
+                    if fresh_bootstrap is not None:
+                        bootstrap = BootstrapStats.load(folder / state["bootstrap_file"])
+                    return cls(folder, settings, stats, profile, int(state["next_batch"]), bootstrap)
             except (OSError, ValueError, KeyError) as e:
                 print(f"[rce-jax eval] {folder}: unreadable partial state ({e}); starting over")
             shutil.rmtree(folder, ignore_errors=True)
-        return cls(folder, settings, fresh_stats, fresh_profile, 0)
+        return cls(folder, settings, fresh_stats, fresh_profile, 0, fresh_bootstrap)
 
     def save(self, next_batch: int) -> None:
         """Snapshot the statistics of batches ``[0, next_batch)`` and commit it."""
@@ -75,9 +81,12 @@ class EvalState:
         if self.profile is not None:
             state["profile_file"] = f"profile-{next_batch:08d}.npz"
             self.profile.save(self.folder / state["profile_file"])
+        if self.bootstrap is not None:
+            state["bootstrap_file"] = f"bootstrap-{next_batch:08d}.npz"
+            self.bootstrap.save(self.folder / state["bootstrap_file"])
         write_json(self.folder / STATE, state)
         self.next_batch = next_batch
-        keep = {STATE, stats_file, state.get("profile_file")}
+        keep = {STATE, stats_file, state.get("profile_file"), state.get("bootstrap_file")}
         for old in self.folder.iterdir():
             if old.name not in keep and not old.name.startswith("."):
                 old.unlink(missing_ok=True)

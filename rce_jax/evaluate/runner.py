@@ -22,6 +22,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..bootstrap import DEFAULT_LEVEL, DEFAULT_REPLICATES, DEFAULT_SEED, BootstrapStats, document_keys
 from ..data import load_corpus, plan_batches, tokenize_corpus
 from ..data.corpora import canonical_spec
 from ..results import EvalResult, build_result, read_result, result_file_name, source_key, write_result
@@ -57,6 +58,9 @@ class EvalConfig:
     # >= 0.4.9.2); False: none (before 0.4.9.2, or add_bos_token=False). docs/harness.md.
     add_special_tokens: bool = False
     detokenizer: str | None = None  # rce_jax.data.detokenize.DETOKENIZERS, before tokenization
+    bootstrap: int = DEFAULT_REPLICATES  # Poisson bootstrap replicates over documents (0: none)
+    bootstrap_level: float = DEFAULT_LEVEL
+    bootstrap_seed: int = DEFAULT_SEED
 
     def __post_init__(self):
         if self.context_length < 1:
@@ -70,6 +74,10 @@ class EvalConfig:
             raise ValueError(f"--rank-vocab must be 'model' or 'tokenizer', got {self.rank_vocab!r}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"--dtype must be float32 or bfloat16, got {self.dtype!r}")
+        if self.bootstrap == 1 or self.bootstrap < 0:
+            raise ValueError(f"--bootstrap takes 0 (none) or at least 2 replicates, got {self.bootstrap}")
+        if not 0.0 < self.bootstrap_level < 1.0:
+            raise ValueError(f"--bootstrap-level must lie in (0, 1), got {self.bootstrap_level}")
 
     @property
     def tokenization(self) -> str:
@@ -82,11 +90,20 @@ class EvalConfig:
                 "ranked_logits_dtype": "float32" if self.upcast_logits else self.dtype,
                 "max_tokens": self.max_tokens}
 
+    @property
+    def bootstrap_settings(self) -> dict | None:
+        """``{replicates, level, seed}`` of the bootstrap, or None without one."""
+        if not self.bootstrap:
+            return None
+        return {"replicates": self.bootstrap, "level": self.bootstrap_level, "seed": self.bootstrap_seed}
+
 
 def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: RankStats,
                profile: ProfileStats | None = None, start_batch: int = 0, on_batch=None,
-               progress: bool = True, desc: str = "eval") -> None:
-    """Score batches ``start_batch..`` of ``plan`` into ``stats`` (and ``profile``), in place.
+               progress: bool = True, desc: str = "eval", bootstrap: BootstrapStats | None = None,
+               doc_keys=None) -> None:
+    """Score batches ``start_batch..`` of ``plan`` into ``stats`` (and ``profile``, and
+    ``bootstrap``, whose documents' keys are ``doc_keys[doc index]``), in place.
 
     One step stays in flight while the host builds the next batch and folds the previous sums.
     ``on_batch(next_batch)`` is called after each batch's sums are folded in.
@@ -96,12 +113,24 @@ def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: Ran
                desc=desc, disable=not progress or process != 0, dynamic_ncols=True)
     pending = None
 
+    if bootstrap is not None and not options.token_outputs:
+        raise ValueError("the bootstrap needs ScoreOptions(token_outputs=True)")
+
     def fold(item):
-        index, out = item
-        sums, prof = out
+        batch, out = item
+        index = batch.index
+        sums, prof, tokens = out
         stats.add_batch(sums, where=f"batch {index}")
         if profile is not None:
             profile.add(*prof)
+        if bootstrap is not None:
+            if jax.process_count() > 1:
+                from jax.experimental import multihost_utils
+
+                tokens = multihost_utils.process_allgather(tokens, tiled=True)
+            rank, logp = (np.asarray(t) for t in jax.device_get(tokens))
+            scored = batch.score_mask.reshape(-1)
+            bootstrap.add_tokens(rank[scored], logp[scored], doc_keys[batch.doc_ids.reshape(-1)[scored]])
         bar.update(int(np.asarray(sums.count_V).sum()))
         if on_batch is not None:
             on_batch(index + 1)
@@ -111,7 +140,7 @@ def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: Ran
         out = score_batch(graphdef, state, arrays, options=options, mesh=mesh)
         if pending is not None:
             fold(pending)
-        pending = (batch.index, out)
+        pending = (batch, out)
     if pending is not None:
         fold(pending)
     bar.close()
@@ -199,7 +228,7 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     # What decides the numbers; an existing result is reused only if it was made from the same.
     requested = {"model_path": str(model_path), "corpus_fingerprint": corpus.fingerprint,
                  **config.number_settings(), "profile_ranks": list(config.profile_ranks),
-                 "profile_top_k": config.profile_top_k}
+                 "profile_top_k": config.profile_top_k, "bootstrap": config.bootstrap_settings}
     if out_file.exists() and not force:
         existing = read_result(out_file)
         old = {"model_path": existing.model_path, "corpus_fingerprint": existing.corpus_fingerprint,
@@ -245,12 +274,14 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
 
     options = ScoreOptions(vocab_limit=vocab_limit, impl=config.impl, fused=config.fused,
                            logits_dtype="float32" if config.upcast_logits else None,
-                           profile_ranks=tuple(config.profile_ranks), profile_top_k=config.profile_top_k)
+                           profile_ranks=tuple(config.profile_ranks), profile_top_k=config.profile_top_k,
+                           token_outputs=bool(config.bootstrap))
     settings = {**{k: v for k, v in requested.items() if k not in ("model_path", "corpus_fingerprint")},
                 "batch_size": config.batch_size, "packing": config.packing, "tie_rule": TIE_RULE,
                 "vocab_limit": limit, "detokenizer": config.detokenizer,
                 "tokenizer_path": None if tokenizer_path is None else str(tokenizer_path),
                 "impl": config.impl, "impl_resolved": rce_kernels.resolve_impl(config.impl),
+                "tokenizer_fingerprint": tokenized.tokenizer_fingerprint,
                 "fused": config.fused and not config.profile_ranks,
                 # TPUs (and TF32 GPUs) multiply float32 in lower precision unless told otherwise.
                 "matmul_precision": str(jax.config.jax_default_matmul_precision or "default")}
@@ -261,7 +292,9 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
                            {**settings, "corpus_fingerprint": corpus.fingerprint},
                            RankStats.zeros(limit, {"tie_rule": settings["tie_rule"],
                                                    "ranked_logits_dtype": settings["ranked_logits_dtype"],
-                                                   "vocab_limit": limit}), fresh_profile)
+                                                   "vocab_limit": limit}), fresh_profile,
+                           BootstrapStats(limit, config.bootstrap, level=config.bootstrap_level,
+                                          seed=config.bootstrap_seed) if config.bootstrap else None)
     check_hosts_agree(state.next_batch, "hosts read different partial states: the output folder "
                       "must be on storage that every host sees")
     if state.next_batch:
@@ -280,7 +313,8 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     with preemption_guard():
         score_plan(plan, graphdef, params, options, mesh, stats=state.stats, profile=state.profile,
                    start_batch=state.next_batch, on_batch=on_batch, progress=progress,
-                   desc=f"{model_name} | {dataset_name}")
+                   desc=f"{model_name} | {dataset_name}", bootstrap=state.bootstrap,
+                   doc_keys=document_keys(corpus.documents[:plan.windows.num_docs]) if config.bootstrap else None)
     eval_s = time.perf_counter() - t2
     if state.stats.n_tokens != plan.num_scored_tokens:
         raise RuntimeError(f"scored {state.stats.n_tokens} tokens, the plan has {plan.num_scored_tokens}")
@@ -294,7 +328,7 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
         tokenizer_fingerprint=tokenized.tokenizer_fingerprint, n_documents=int(plan.windows.num_docs),
         settings={**settings, "model_vocab_size": mconfig.vocab_size, "tokenizer_size": n_tok,
                   "padded_vocab_rows_ranked": vocab_limit is None and n_tok < mconfig.vocab_size},
-        profile=state.profile, versions=_versions(),
+        profile=state.profile, bootstrap=state.bootstrap, versions=_versions(),
         timings={"load_s": load_s, "tokenize_s": tokenize_s, "eval_s": eval_s,
                  "tokens_per_s": (n_scored - done_before) / eval_s if eval_s > 0 else None})
     if writer:

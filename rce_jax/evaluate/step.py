@@ -41,6 +41,7 @@ class ScoreOptions:
     logits_dtype: str | None = None
     profile_ranks: tuple[int, ...] = ()
     profile_top_k: int = 16
+    token_outputs: bool = False  # also return each token's (rank, log s), for the bootstrap
 
 
 def _token_sums(hidden_TxE, head_VxE, targets_T, mask_T, *, options: ScoreOptions, compute_dtype,
@@ -65,14 +66,16 @@ def _token_sums(hidden_TxE, head_VxE, targets_T, mask_T, *, options: ScoreOption
             prof = profile_sums(logits[:, :limit], stats.rank, mask_T, ranks=options.profile_ranks,
                                 top_k=options.profile_top_k)
     sums = batch_rank_sums(stats.logp, stats.rank, stats.ties, mask_T, vocab_size=limit)
+    tokens = (stats.rank, stats.logp) if options.token_outputs else None
     if axis is not None:
         sums, prof = jax.lax.psum((sums, prof), axis)
-    return sums, prof
+    return sums, prof, tokens
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "options", "mesh"))
 def score_batch(graphdef, state, batch: dict, *, options: ScoreOptions, mesh: Mesh | None):
-    """``(BatchRankSums, profile sums or None)`` of one packed batch (see rce_jax.data.Batch)."""
+    """``(BatchRankSums, profile sums or None, per-token (rank, log s) or None)`` of one packed
+    batch (see rce_jax.data.Batch); the per-token arrays only with ``options.token_outputs``."""
     model = nnx.merge(graphdef, state)
     hidden_BxLxE = model.hidden_states(batch["input_ids"], positions_BxL=batch["positions"],
                                        segment_ids_BxL=batch["segment_ids"])
@@ -87,9 +90,9 @@ def score_batch(graphdef, state, batch: dict, *, options: ScoreOptions, mesh: Me
         return fn(*args, axis=None)
     rows = P(DATA)
     # check_vma=False: the kernels' loop carries start from constants, which the checker types
-    # as invariant across 'data' while the loop makes them vary; the outputs are psum-ed over
-    # 'data', so out_specs=P() (replicated) holds.
+    # as invariant across 'data' while the loop makes them vary; the sums are psum-ed over
+    # 'data', so P() (replicated) holds for them; per-token outputs stay sharded by rows.
     sharded = jax.shard_map(functools.partial(fn, axis=DATA), mesh=mesh,
-                            in_specs=(P(DATA, None), P(), rows, rows), out_specs=P(),
+                            in_specs=(P(DATA, None), P(), rows, rows), out_specs=(P(), P(), rows),
                             check_vma=False)
     return sharded(*args)

@@ -16,7 +16,7 @@ import rce_kernels
 
 from ..data import load_corpus, plan_batches, tokenize_corpus
 from ..evaluate import ScoreOptions, score_plan
-from ..plots import plot_p_evolution, plot_training_dynamics, slug
+from ..plots import display_name, file_stem, plot_p_evolution, plot_training_dynamics
 from ..results import build_result
 from ..stats import TIE_RULE, RankStats
 
@@ -71,8 +71,8 @@ def write_training_figures(rows, folder) -> list[Path]:
         series = eval_rows(rows, name)
         if not series:
             continue
-        paths.append(plot_training_dynamics(series, Path(folder) / f"training_dynamics_{slug(name)}.png",
-                                            title=f"training dynamics on {name}"))
-        paths.append(plot_p_evolution(series, Path(folder) / f"p_evolution_{slug(name)}.png",
-                                      title=f"evolution of p_e on {name}"))
+        paths.append(plot_training_dynamics(series, Path(folder) / file_stem("training_dynamics", name),
+                                            title=f"training dynamics on {display_name(name)}"))
+        paths.append(plot_p_evolution(series, Path(folder) / file_stem("p_evolution", name),
+                                      title=f"evolution of $p_e$ on {display_name(name)}"))
     return paths

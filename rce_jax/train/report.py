@@ -1,81 +1,234 @@
 """``report.md`` (and ``report.json``) of a ladder: recipe, tables, figures and what was found.
 
-Every sentence under "What it found" is computed from the results and the fits: which metric
-follows a power law most closely (R^2), the slopes, whether CE falls at every rung, whether
-EE's share of CE falls with size, whether the paper's observation (EE's law tighter than CE's)
-holds here. Nothing is written in advance; a different outcome gives different sentences.
+Every sentence under "What it found" is computed from the results, the fits and their intervals
+(docs/design.md#8-uncertainty). A finding (EE's law tighter than CE's, EE's slope closest to CE's, EE's share
+falling, CE falling or not at a rung) is stated only when its interval excludes the opposite:
+the paired document-bootstrap interval excludes zero, the leave-one-model-out fits agree (for
+comparisons of fits) and, with several seeds, the same holds in every seed. Otherwise the
+sentence says that the data do not resolve it, with the numbers. Nothing is written in advance.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import numpy as np
 
+from ..bootstrap import percentile_interval
 from ..io import write_json, write_text
-from ..scaling import MIXED
+from ..scaling import LEVEL, MIXED
 
 NAMES = {"ce": "CE", "ee": "EE", "sa": "SA", "conf": "Conf", "ee_share": "EE/CE"}
 LAWS = ("ce", "ee", "sa", "conf")
+PCT = f"{LEVEL:.0%}"
+FEW_DOCUMENTS = 30  # below this the document bootstrap's intervals are flagged as rough
+
+
+def _fit_family(scaling, dataset: str):
+    families = {r["family"] for r in scaling.rows if r["dataset"] == dataset}
+    return MIXED if MIXED in families else (sorted(families)[0] if families else None)
 
 
 def _fit_rows(scaling, dataset: str) -> dict:
-    rows = [r for r in scaling.rows if r["dataset"] == dataset]
-    families = {r["family"] for r in rows}
-    family = MIXED if MIXED in families else (families.pop() if families else None)
-    return {r["metric"]: r for r in rows if r["family"] == family}
+    family = _fit_family(scaling, dataset)
+    return {r["metric"]: r for r in scaling.rows if r["dataset"] == dataset and r["family"] == family}
 
 
-def _monotone(values) -> str:
-    d = np.diff(np.asarray(values, float))
-    if (d < 0).all():
-        return "falls"
-    if (d > 0).all():
-        return "rises"
-    return "mixed"
+def _comparisons(scaling, dataset: str) -> dict:
+    family = _fit_family(scaling, dataset)
+    return {c["comparison"]: c for c in scaling.comparisons
+            if c["dataset"] == dataset and c["family"] == family}
 
 
-def dataset_findings(dataset: str, models: list[dict], fits: dict, irreducible: dict | None) -> dict:
-    """Computed statements about one dataset (``models``: scaling rows sorted by N)."""
+def _iv(lo, hi, digits=4) -> str:
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return "no interval"
+    return f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+def _verdict(sign_per_seed: list[int]) -> int:
+    """+1 / -1 when every seed resolves the same sign, else 0 (not resolved)."""
+    if sign_per_seed and all(v == sign_per_seed[0] for v in sign_per_seed) and sign_per_seed[0] != 0:
+        return sign_per_seed[0]
+    return 0
+
+
+def _seed_note(n_seeds: int, signs: list[int]) -> str:
+    if n_seeds == 1:
+        return ""
+    agree = sum(1 for v in signs if v == signs[0] and v != 0)
+    return f"; resolved the same way in {agree} of {n_seeds} seeds"
+
+
+def _rung_changes(models: list[dict], level: float) -> list[dict]:
+    """CE_{i+1} - CE_i per rung with its paired bootstrap interval (the two models' replicates
+    share the document weights) and its sign where the interval excludes zero."""
+    out = []
+    for a, b in zip(models, models[1:]):
+        d = b["ce"] - a["ce"]
+        lo = hi = math.nan
+        if a.get("replicates") and b.get("replicates"):
+            lo, hi = percentile_interval(np.asarray(b["replicates"]["ce"]) - np.asarray(a["replicates"]["ce"]), level)
+        sign = -1 if hi < 0 else (1 if lo > 0 else 0)
+        out.append({"from": a["n"], "to": b["n"], "ce_from": a["ce"], "ce_to": b["ce"], "change": d,
+                    "lo": lo, "hi": hi, "sign": sign})
+    return out
+
+
+def _slope_sign(row: dict) -> int:
+    """-1 / +1 when both the OLS and the bootstrap interval of the slope exclude zero on that side."""
+    ols = (row["slope_lo"], row["slope_hi"])
+    boot = (row["boot_slope_lo"], row["boot_slope_hi"])
+    if all(math.isfinite(v) for v in (*ols, *boot)):
+        if ols[1] < 0 and boot[1] < 0:
+            return -1
+        if ols[0] > 0 and boot[0] > 0:
+            return 1
+    return 0
+
+
+def dataset_findings(dataset: str, models: list[dict], fits: dict, irreducible: dict | None,
+                     comparisons: dict | None = None, seeds: list[dict] | None = None) -> dict:
+    """Computed statements about one dataset (``models``: scaling rows sorted by N; ``seeds``:
+    the same dataset's ``{models, fits, comparisons}`` of seeds 1.. of the ladder)."""
+    comparisons = comparisons or {}
+    every = [{"models": models, "fits": fits, "comparisons": comparisons}] + list(seeds or [])
+    K = len(every)
     n = [m["n"] for m in models]
-    ce = [m["ce"] for m in models]
     share = [m["ee_share"] for m in models]
     r2 = {k: fits[k]["r2"] for k in LAWS if k in fits}
     slope = {k: fits[k]["slope"] for k in (*LAWS, "ee_share") if k in fits}
     best = max(r2, key=r2.get)
-    ce_trend = _monotone(ce)
-    share_trend = _monotone(share)
     s = []
-    s.append(f"On {dataset}, {NAMES[best]} follows a power law in N most closely (R^2 = {r2[best]:.4f}); "
-             + ", ".join(f"{NAMES[k]} R^2 = {r2[k]:.4f}" for k in LAWS if k != best) + ".")
-    s.append("Fitted slopes of log|M| against log N: "
-             + ", ".join(f"{NAMES[k]} {slope[k]:+.4f}" for k in LAWS)
-             + f"; EE's slope differs from CE's by |Delta| = {abs(slope['ee'] - slope['ce']):.4f}.")
-    if ce_trend == "falls":
-        s.append(f"CE falls at every rung of the ladder, from {ce[0]:.4f} (N = {n[0]:,}) to "
-                 f"{ce[-1]:.4f} (N = {n[-1]:,}).")
+
+    def r2_text(k):
+        f = fits[k]
+        return (f"{NAMES[k]} {f['r2']:.4f} (boot {_iv(f['boot_r2_lo'], f['boot_r2_hi'])}, "
+                f"LOO {_iv(f['loo_r2_min'], f['loo_r2_max'])})")
+
+    s.append(f"On {dataset}, R^2 of the power laws ({PCT} intervals): " + "; ".join(r2_text(k) for k in LAWS)
+             + f"; the highest is {NAMES[best]}'s.")
+    s.append("Fitted slopes alpha of log|M| against log N, +- the OLS half-width: "
+             + ", ".join(f"{NAMES[k]} {slope[k]:+.4f} +- {fits[k]['slope_hi'] - slope[k]:.4f}"
+                         if math.isfinite(fits[k]["slope_hi"]) else f"{NAMES[k]} {slope[k]:+.4f}" for k in LAWS)
+             + f"; |Delta| of EE vs CE = {abs(slope['ee'] - slope['ce']):.4f}.")
+
+    # EE's law tighter than CE's (the paper's central observation).
+    key = "R^2(ee) - R^2(ce)"
+    c = comparisons.get(key)
+    signs = [e["comparisons"].get(key, {}).get("sign", 0) for e in every]
+    v = _verdict(signs)
+    if c is None:
+        s.append("EE's and CE's laws were not compared (a metric was not fitted).")
+        tighter = None
     else:
-        ups = [f"N = {n[i]:,} -> {n[i + 1]:,} ({ce[i]:.4f} -> {ce[i + 1]:.4f})"
-               for i in range(len(n) - 1) if ce[i + 1] >= ce[i]]
-        s.append(f"CE does not fall at every rung: it does not decrease at {'; '.join(ups)}; overall it goes "
-                 f"from {ce[0]:.4f} (N = {n[0]:,}) to {ce[-1]:.4f} (N = {n[-1]:,}).")
-    direction = "falls" if slope["ee_share"] < 0 else "rises"
-    how = "at every rung" if share_trend == direction else "though not at every rung"
-    s.append(f"EE's share of CE {direction} with size (log-log slope {slope['ee_share']:+.4f}), {how}: "
-             f"{share[0]:.3f} for the smallest model, {share[-1]:.3f} for the largest.")
-    holds = r2.get("ee", -np.inf) > r2.get("ce", -np.inf)
-    s.append(f"The paper reports that EE follows a power law more closely than CE; on this ladder that "
-             f"{'holds' if holds else 'does not hold'} for {dataset} (R^2 {r2['ee']:.4f} vs {r2['ce']:.4f}).")
+        nums = (f"R^2(EE) - R^2(CE) = {c['estimate']:+.4f}, {PCT} paired bootstrap {_iv(c['boot_lo'], c['boot_hi'])}, "
+                f"leave-one-model-out {_iv(c['loo_min'], c['loo_max'])}{_seed_note(K, signs)}")
+        if v > 0:
+            s.append(f"EE's law is tighter than CE's on {dataset}, as the paper reports: {nums}.")
+        elif v < 0:
+            s.append(f"CE's law is tighter than EE's on {dataset}, unlike the paper: {nums}.")
+        else:
+            why = c["unresolved_because"] or "the seeds disagree"
+            s.append(f"The data do not resolve whether EE's law is tighter than CE's on {dataset} "
+                     f"({why}): {nums}.")
+        tighter = {1: True, -1: False, 0: None}[v]
+
+    # |Delta| smallest for EE.
+    closer = []
+    for k in ("sa", "conf"):
+        key = f"|Delta(ee)| - |Delta({k})|"
+        if key not in comparisons:
+            continue
+        c = comparisons[key]
+        signs = [e["comparisons"].get(key, {}).get("sign", 0) for e in every]
+        v = _verdict(signs)
+        state = {-1: f"closer to CE's than {NAMES[k]}'s", 1: f"farther from CE's than {NAMES[k]}'s",
+                 0: f"not resolved against {NAMES[k]}'s"}[v]
+        closer.append(f"{state} ({c['estimate']:+.4f}, boot {_iv(c['boot_lo'], c['boot_hi'])}, "
+                      f"LOO {_iv(c['loo_min'], c['loo_max'])}{_seed_note(K, signs)})")
+    if closer:
+        s.append("EE's slope is " + "; ".join(closer) + ".")
+
+    # CE at every rung.
+    per_seed = [_rung_changes(e["models"], LEVEL) for e in every]
+    rungs = per_seed[0]
+    agreed = [_verdict([ps[i]["sign"] for ps in per_seed]) for i in range(len(rungs))]
+    detail = "; ".join(f"N = {r['from']:,} -> {r['to']:,}: {r['change']:+.4f} {_iv(r['lo'], r['hi'])}" for r in rungs)
+    if all(v == -1 for v in agreed):
+        s.append(f"CE falls at every rung of the ladder, from {models[0]['ce']:.4f} (N = {n[0]:,}) to "
+                 f"{models[-1]['ce']:.4f} (N = {n[-1]:,}); every paired {PCT} interval of the change lies "
+                 f"below zero{' in every seed' if K > 1 else ''}: {detail}.")
+    else:
+        rises = [r for r, v in zip(rungs, agreed) if v == 1]
+        open_ = [r for r, v in zip(rungs, agreed) if v == 0]
+        parts = []
+        if rises:
+            parts.append("CE rises (resolved) at " + ", ".join(f"N = {r['from']:,} -> {r['to']:,}" for r in rises))
+        if open_:
+            parts.append("the data do not resolve whether CE falls at " + ", ".join(
+                f"N = {r['from']:,} -> {r['to']:,}" for r in open_))
+        s.append("CE does not fall at every rung with resolved intervals: " + "; ".join(parts)
+                 + f". Changes with paired {PCT} intervals: {detail}.")
+
+    # EE's share with size.
+    f = fits["ee_share"]
+    signs = [_slope_sign(e["fits"]["ee_share"]) for e in every if "ee_share" in e["fits"]]
+    v = _verdict(signs)
+    nums = (f"log-log slope {f['slope']:+.4f}, OLS {_iv(f['slope_lo'], f['slope_hi'])}, boot "
+            f"{_iv(f['boot_slope_lo'], f['boot_slope_hi'])}{_seed_note(K, signs)}; {share[0]:.3f} for the "
+            f"smallest model, {share[-1]:.3f} for the largest")
+    if v < 0:
+        s.append(f"EE's share of CE falls with size ({nums}).")
+    elif v > 0:
+        s.append(f"EE's share of CE rises with size ({nums}).")
+    else:
+        s.append(f"The data do not resolve whether EE's share of CE falls with size ({nums}).")
+    share_trend = {-1: "falls", 1: "rises", 0: "unresolved"}[v]
+
     sa, conf = [m["sa"] for m in models], [m["conf"] for m in models]
     s.append(f"SA goes from {sa[0]:.4f} to {sa[-1]:.4f} and Conf from {conf[0]:.4f} to {conf[-1]:.4f} "
              f"between the smallest and the largest model.")
-    if irreducible:
-        s.append(f"With an irreducible term, CE = A N^-alpha + E fits with alpha = {irreducible['alpha']:.4f}, "
-                 f"E = {irreducible['E']:.4f} (R^2 = {irreducible['r2']:.4f}).")
-    return {"dataset": dataset, "best_metric": best, "r2": r2, "slope": slope, "ce_trend": ce_trend,
+    if irreducible and irreducible.get("fitted"):
+        s.append(f"With an irreducible term, CE = A N^-alpha + E fits with alpha = {irreducible['alpha']:.4f} "
+                 f"(LOO {_iv(irreducible['loo_alpha_min'], irreducible['loo_alpha_max'])}), E = "
+                 f"{irreducible['E']:.4f} (LOO {_iv(irreducible['loo_E_min'], irreducible['loo_E_max'])}), "
+                 f"R^2 = {irreducible['r2']:.4f}.")
+    elif irreducible:
+        s.append(f"CE = A N^-alpha + E was not fitted: {irreducible['reason']}.")
+    spread = seed_spread(every) if K > 1 else None
+    if K > 1:
+        s.append(f"Across {K} seeds (initialisation and data order), "
+                 + "; ".join(f"alpha({NAMES[k]}) {spread[k]['slope_mean']:+.4f} +- {spread[k]['slope_sd']:.4f} "
+                             f"(sd), R^2({NAMES[k]}) {spread[k]['r2_mean']:.4f} +- {spread[k]['r2_sd']:.4f}"
+                             for k in ("ce", "ee"))
+                 + f"; CE of the largest model {spread['largest_ce_mean']:.4f} +- {spread['largest_ce_sd']:.4f}.")
+    else:
+        s.append("One training run per rung (--seeds 1): the seed-to-seed spread is not measured here; "
+                 "`rce-jax demo --seeds K` measures it.")
+    return {"dataset": dataset, "best_metric": best, "r2": r2, "slope": slope,
+            "ce_rungs": [{k: r[k] for k in ("from", "to", "change", "lo", "hi")} | {"resolved_sign": v}
+                         for r, v in zip(rungs, agreed)],
             "ee_share_trend": share_trend, "ee_share_first": share[0], "ee_share_last": share[-1],
-            "ee_tighter_than_ce": bool(holds), "sentences": s}
+            "ee_tighter_than_ce": tighter, "seeds": K, "seed_spread": spread, "sentences": s}
+
+
+def seed_spread(every: list[dict]) -> dict:
+    """Mean and sd over seeds of each law's alpha and R^2, and of the largest model's CE."""
+    out = {}
+    for k in (*LAWS, "ee_share"):
+        sl = [e["fits"][k]["slope"] for e in every if k in e["fits"]]
+        r2 = [e["fits"][k]["r2"] for e in every if k in e["fits"]]
+        out[k] = {"slope_mean": float(np.mean(sl)), "slope_sd": float(np.std(sl, ddof=1)) if len(sl) > 1 else math.nan,
+                  "slope_min": float(min(sl)), "slope_max": float(max(sl)),
+                  "r2_mean": float(np.mean(r2)), "r2_sd": float(np.std(r2, ddof=1)) if len(r2) > 1 else math.nan,
+                  "r2_min": float(min(r2)), "r2_max": float(max(r2))}
+    ce = [e["models"][-1]["ce"] for e in every]
+    out["largest_ce_mean"] = float(np.mean(ce))
+    out["largest_ce_sd"] = float(np.std(ce, ddof=1)) if len(ce) > 1 else math.nan
+    return out
 
 
 def _recipe_lines(spec) -> list[str]:
@@ -105,18 +258,27 @@ def _recipe_lines(spec) -> list[str]:
 
 
 def build_report(spec, summaries: dict, records: list, scaling, *, figures, out_dir, wall_s: float,
-                 timings: dict, command: str = "", title: str | None = None) -> dict:
-    """Write ``report.md`` and ``report.json`` into ``out_dir``; return the JSON dict."""
+                 timings: dict, command: str = "", title: str | None = None,
+                 seed_scalings: list | None = None) -> dict:
+    """Write ``report.md`` and ``report.json`` into ``out_dir``; return the JSON dict.
+    ``seed_scalings``: the ScalingReports of seeds 1.. of the ladder (none: one seed)."""
     out = Path(out_dir)
+    seed_scalings = list(seed_scalings or [])
     datasets = sorted({r["dataset"] for r in records})
+
+    def by_size(sc, ds):
+        return sorted((m for m in sc.models if m["dataset"] == ds), key=lambda m: m["n"])
+
     findings = []
     for ds in datasets:
-        models = sorted((m for m in scaling.models if m["dataset"] == ds), key=lambda m: m["n"])
+        models = by_size(scaling, ds)
         fits = _fit_rows(scaling, ds)
         irr = next((r for r in scaling.irreducible if r["dataset"] == ds and r["family"] in
                     {f["family"] for f in fits.values()}), None)
+        seeds = [{"models": by_size(sc, ds), "fits": _fit_rows(sc, ds), "comparisons": _comparisons(sc, ds)}
+                 for sc in seed_scalings]
         if fits:
-            findings.append(dataset_findings(ds, models, fits, irr))
+            findings.append(dataset_findings(ds, models, fits, irr, _comparisons(scaling, ds), seeds))
     title = title or f"rce-jax {spec.name}: {len(spec.presets)} models, one recipe"
     model_rows = []
     for p in spec.presets:
@@ -133,7 +295,9 @@ def build_report(spec, summaries: dict, records: list, scaling, *, figures, out_
              f"parameters ({np.log10(max(n_ne) / min(n_ne)):.2f} decades), trained with one recipe on the "
              f"same tokens, each evaluated on held-out prose and code through the `rce-jax eval` pipeline, "
              f"and the rank-based decomposition CE = EE + SA - Conf fitted against size. "
-             f"This invocation took {wall_s:.0f} s of wall time.")
+             f"Each rung was trained {spec.seeds} time(s) (--seeds {spec.seeds}); intervals are {PCT}. "
+             f"This invocation took {wall_s:.0f} s of wall time and {timings.get('cpu_s', math.nan):.0f} s "
+             "of CPU time (user + sys).")
     L += ["", "## What it found", ""] + [f"- {s}" for f in findings for s in f["sentences"]]
     L += ["", "## Recipe", ""] + _recipe_lines(spec)
     L += ["", "## The ladder", "",
@@ -149,20 +313,65 @@ def build_report(spec, summaries: dict, records: list, scaling, *, figures, out_
     L += ["", "## Held-out decomposition", ""]
     for ds in datasets:
         rows = sorted((r for r in records if r["dataset"] == ds), key=lambda r: r["n_params_non_embedding"])
-        L += [f"**{ds}** ({rows[0]['n_tokens']:,} scored tokens)", "",
-              "| model | N (non-embedding) | CE | EE | SA | Conf | EE/CE | top-1 | bits/byte |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        iv0 = rows[0].get("intervals") or {}
+        docs = rows[0].get("n_documents")
+        boot = (f"; in brackets the {PCT} interval over {iv0['replicates']} document-bootstrap replicates"
+                if iv0 else "; no bootstrap intervals (evaluated with --bootstrap 0)")
+        if iv0 and docs is not None and docs < FEW_DOCUMENTS:
+            boot += (f"; only {docs} documents, so these intervals rest on very few resampling units and "
+                     f"{iv0.get('n_degenerate_replicates', 0)} replicates drew no document at all: read them "
+                     "as rough")
+        seed_ce = {}
+        for sc in seed_scalings:
+            for m in sc.models:
+                if m["dataset"] == ds:
+                    seed_ce.setdefault(m["model"], []).append(m["ce"])
+        sd_col = bool(seed_ce)
+        L += [f"**{ds}** ({rows[0]['n_tokens']:,} scored tokens in {docs} documents{boot})", "",
+              "| model | N (non-embedding) | CE | EE | SA | Conf | EE/CE | top-1 | bits/byte |"
+              + (" CE sd over seeds |" if sd_col else ""),
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if sd_col else "")]
         for r in rows:
-            L.append(f"| {r['model']} | {r['n_params_non_embedding']:,} | {r['ce']:.4f} | {r['ee']:.4f} | "
-                     f"{r['sa']:.4f} | {r['conf']:.4f} | {r['ee_share']:.4f} | {r['top1']:.4f} | "
-                     f"{r['bits_per_byte']:.4f} |")
+            iv = r.get("intervals") or {}
+            cell = {k: f"{r[k]:.4f}" + (f" [{iv[k]['lo']:.4f}, {iv[k]['hi']:.4f}]" if k in iv else "")
+                    for k in ("ce", "ee", "sa", "conf", "ee_share")}
+            line = (f"| {r['model']} | {r['n_params_non_embedding']:,} | {cell['ce']} | {cell['ee']} | "
+                    f"{cell['sa']} | {cell['conf']} | {cell['ee_share']} | {r['top1']:.4f} | "
+                    f"{r['bits_per_byte']:.4f} |")
+            if sd_col:
+                ces = [r["ce"], *seed_ce.get(r["model"], [])]
+                line += f" {np.std(ces, ddof=1):.4f} ({len(ces)} seeds) |"
+            L.append(line)
         L.append("")
-    L += ["## Scaling fits", "", f"log|M| = c + alpha log N by least squares, N = {scaling.n_description}.", "",
-          "| dataset | metric | models | alpha | R^2 | abs(Delta) vs CE |", "|---|---|---:|---:|---:|---:|"]
+    L += ["## Scaling fits", "", f"log|M| = c + alpha log N by least squares, N = {scaling.n_description}. "
+          f"{PCT} intervals: OLS (t-interval from the models' scatter about the line), LOO (range over the "
+          "fits leaving one model out), boot (document bootstrap, paired across models and metrics).", "",
+          "| dataset | metric | models | alpha +- se | alpha OLS | alpha LOO | alpha boot | R^2 | R^2 LOO | "
+          "R^2 boot | abs(Delta) vs CE |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for ds in datasets:
         for k, r in _fit_rows(scaling, ds).items():
-            L.append(f"| {ds} | {NAMES[k]} | {r['n_points']} | {r['slope']:+.4f} | {r['r2']:.4f} | "
+            L.append(f"| {ds} | {NAMES[k]} | {r['n_points']} | {r['slope']:+.4f} +- {r['slope_se']:.4f} | "
+                     f"{_iv(r['slope_lo'], r['slope_hi'])} | {_iv(r['loo_slope_min'], r['loo_slope_max'])} | "
+                     f"{_iv(r['boot_slope_lo'], r['boot_slope_hi'])} | {r['r2']:.4f} | "
+                     f"{_iv(r['loo_r2_min'], r['loo_r2_max'])} | {_iv(r['boot_r2_lo'], r['boot_r2_hi'])} | "
                      f"{r['abs_delta_vs_ce']:.4f} |")
+    L += ["", "Paired comparisons (resolved: the bootstrap interval excludes 0 and every leave-one-model-out "
+          "fit has the same sign):", "", f"| dataset | comparison | estimate | {PCT} boot | LOO range | verdict |",
+          "|---|---|---:|---:|---:|---|"]
+    for ds in datasets:
+        for name, c in _comparisons(scaling, ds).items():
+            verdict = "resolved" if c["resolved"] else f"not resolved ({c['unresolved_because']})"
+            L.append(f"| {ds} | {name} | {c['estimate']:+.4f} | {_iv(c['boot_lo'], c['boot_hi'])} | "
+                     f"{_iv(c['loo_min'], c['loo_max'])} | {verdict} |")
+    if seed_scalings:
+        L += ["", f"Seed-to-seed spread over {spec.seeds} seeds (mean +- sd [min, max]):", "",
+              "| dataset | metric | alpha | R^2 |", "|---|---|---:|---:|"]
+        for f in findings:
+            for k in (*LAWS, "ee_share"):
+                sp = f["seed_spread"][k]
+                L.append(f"| {f['dataset']} | {NAMES[k]} | {sp['slope_mean']:+.4f} +- {sp['slope_sd']:.4f} "
+                         f"[{sp['slope_min']:+.4f}, {sp['slope_max']:+.4f}] | {sp['r2_mean']:.4f} +- "
+                         f"{sp['r2_sd']:.4f} [{sp['r2_min']:.4f}, {sp['r2_max']:.4f}] |")
     L += ["", "## Figures", ""]
     rel = [Path(os.path.relpath(p, out)) for p in figures]
     for p in rel:
@@ -174,12 +383,16 @@ def build_report(spec, summaries: dict, records: list, scaling, *, figures, out_
           "- `runs/<model>/`: config, metrics.jsonl, checkpoints and the Hugging Face export (`model/`)", ""]
     if command:
         L += ["Reproduce with:", "", f"    {command}", ""]
-    report = {"title": title, "command": command, "wall_s": wall_s, "timings": timings,
+    report = {"title": title, "command": command, "wall_s": wall_s, "cpu_s": timings.get("cpu_s"),
+              "seeds": spec.seeds, "timings": timings,
               "recipe": spec.to_dict(), "models": model_rows,
               "results": [{k: r[k] for k in ("model", "dataset", "n_params", "n_params_non_embedding", "n_tokens",
                                              "ce", "ee", "sa", "conf", "ee_share", "top1", "bits_per_byte")}
+                          | {"intervals": {k: v for k, v in (r.get("intervals") or {}).items()
+                                           if k != "replicates_values"}}
                           for r in records],
-              "fits": scaling.rows, "irreducible": scaling.irreducible, "findings": findings,
+              "fits": scaling.rows, "comparisons": scaling.comparisons, "irreducible": scaling.irreducible,
+              "seed_fits": [sc.rows for sc in seed_scalings], "findings": findings,
               "figures": [p.as_posix() for p in rel]}
     write_text(out / "report.md", "\n".join(L))
     write_json(out / "report.json", report)

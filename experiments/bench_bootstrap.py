@@ -1,0 +1,111 @@
+"""What the document bootstrap costs an evaluation: tokens/s of ``rce-jax eval`` with
+``--bootstrap 0`` and with B replicates, and the host-side fold alone.
+
+A random GPT-NeoX model (``bench_forward``'s shapes: Pythia-1B's, or a tiny one with ``--tiny``)
+is written as a Hugging Face folder with a byte-level BPE, then ``rce_jax.evaluate.evaluate`` runs
+on the same corpus once per setting to compile and once more, warm, to time (``timings.eval_s`` of
+the warm run: the scoring loop, without loading or tokenizing). The host fold
+(``BootstrapStats.add_tokens``) is also timed on its own on synthetic batches of the same shape.
+
+  python experiments/bench_bootstrap.py --tiny --out out/bench_bootstrap_cpu   # CPU, ~2 minutes
+  python experiments/bench_bootstrap.py --out out/bench_bootstrap              # on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parents[1]
+for _p in (_ROOT / "kernels", _ROOT, Path(__file__).resolve().parent):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bench_eval import build_model_dir  # noqa: E402
+from rce_jax.bootstrap import BootstrapStats  # noqa: E402
+from rce_jax.evaluate import EvalConfig, evaluate  # noqa: E402
+from rce_jax.io import write_json, write_text  # noqa: E402
+
+
+def time_fold(replicates: int, tokens: int, vocab: int, docs: int, repeats: int, seed: int = 0) -> float:
+    """Seconds per batch of ``tokens`` tokens over ``docs`` documents for the host fold."""
+    rng = np.random.default_rng(seed)
+    boot = BootstrapStats(vocab, replicates)
+    batches = []
+    for _ in range(repeats):
+        rank = np.minimum(rng.geometric(0.05, tokens) - 1, vocab - 1)
+        batches.append((rank, -rng.gamma(2.0, 1.0, tokens), rng.integers(0, 2**63, docs)[rng.integers(0, docs, tokens)]
+                        .astype(np.uint64)))
+    t0 = time.perf_counter()
+    for b in batches:
+        boot.add_tokens(*b)
+    return (time.perf_counter() - t0) / repeats
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--tiny", action="store_true", help="a tiny model (CPU)")
+    p.add_argument("--replicates", default="0,200", help="comma-separated --bootstrap values (default 0,200)")
+    p.add_argument("--data", default="python-code@heldout")
+    p.add_argument("--context-length", type=int, default=None, help="default 128 (tiny) or 2048")
+    p.add_argument("--batch-size", type=int, default=None, help="default 8 (tiny) or 16")
+    p.add_argument("--max-tokens", type=int, default=None, help="default 60000 (tiny) or 2000000")
+    args = p.parse_args(argv)
+    replicates = [int(x) for x in args.replicates.split(",")]
+    L = args.context_length or (128 if args.tiny else 2048)
+    B = args.batch_size or (8 if args.tiny else 16)
+    max_tokens = args.max_tokens or (60_000 if args.tiny else 2_000_000)
+    out = Path(args.out)
+    dtype = "float32" if args.tiny else "bfloat16"
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        model_dir = build_model_dir(work, args.tiny, jnp.dtype(dtype), None, args.data)
+        rows = []
+        for r in replicates:
+            cfg = EvalConfig(context_length=L, batch_size=B, max_tokens=max_tokens, dtype=dtype, bootstrap=r)
+            evaluate(model_dir, args.data, work / f"cold{r}", cfg, cache_dir=work / "cache", progress=False)
+            warm = evaluate(model_dir, args.data, work / f"warm{r}", cfg, cache_dir=work / "cache", progress=False)
+            rows.append({"replicates": r, "tokens": warm["n_tokens"], "documents": warm["n_documents"],
+                         "eval_s": warm["timings"]["eval_s"], "tokens_per_s": warm["timings"]["tokens_per_s"],
+                         "distinct_ranks": len(warm["rank_stats"]["ranks"]), "ce": warm["ce"]})
+            print(rows[-1], flush=True)
+        vocab = warm["rank_stats"]["vocab_size"]
+        fold = [{"replicates": r, "tokens_per_batch": B * L,
+                 "s_per_batch": time_fold(r, B * L, vocab, max(1, B * L // 400), repeats=20)}
+                for r in replicates if r]
+    base = next((x for x in rows if x["replicates"] == 0), None)
+    for x in rows:
+        x["slowdown_vs_none"] = base["eval_s"] and x["eval_s"] / base["eval_s"] if base else None
+    result = {"date": datetime.date.today().isoformat(), "device": jax.devices()[0].device_kind,
+              "backend": jax.default_backend(), "python": platform.python_version(), "jax": jax.__version__,
+              "model": "tiny GPT-NeoX" if args.tiny else "GPT-NeoX of Pythia-1B's shape", "dtype": dtype,
+              "context_length": L, "batch_size": B, "data": args.data, "rows": rows, "host_fold": fold}
+    lines = [f"# Bootstrap cost: {result['model']} ({dtype}) on {result['device']}, {args.data}, "
+             f"L = {L}, batch {B}", "",
+             "| --bootstrap | tokens | documents | eval s (warm) | tokens/s | x time of --bootstrap 0 |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for x in rows:
+        lines.append(f"| {x['replicates']} | {x['tokens']:,} | {x['documents']} | {x['eval_s']:.2f} | "
+                     f"{x['tokens_per_s']:,.0f} | {x['slowdown_vs_none']:.2f} |")
+    lines += ["", "Host fold alone (synthetic batch, ranks geometric, one document per 400 tokens):", "",
+              "| replicates | tokens per batch | ms per batch |", "|---:|---:|---:|"]
+    for f in fold:
+        lines.append(f"| {f['replicates']} | {f['tokens_per_batch']:,} | {1e3 * f['s_per_batch']:.2f} |")
+    write_json(out / "bench_bootstrap.json", result)
+    write_text(out / "bench_bootstrap.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return result
+
+
+if __name__ == "__main__":
+    main()
