@@ -17,7 +17,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import rce_kernels
 from flax import nnx
 from tqdm.auto import tqdm
 
@@ -29,7 +28,7 @@ from ..stats import TIE_RULE, RankStats
 from .profile import ProfileStats
 from .resume import EvalState
 from ..sharding import DATA, check_hosts_agree, shard_batch
-from .step import ScoreOptions, score_batch
+from .step import ScoreOptions, kernel_plan, score_batch
 
 RESULT_SCHEMA = "rce-jax/eval-result"
 RESULT_VERSION = 1
@@ -190,9 +189,14 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     options = ScoreOptions(vocab_limit=vocab_limit, impl=config.impl, fused=config.fused,
                            logits_dtype="float32" if config.upcast_logits else None,
                            profile_ranks=tuple(config.profile_ranks), profile_top_k=config.profile_top_k)
+    # What the step runs on these shapes (under auto, and why a kernel was skipped), from the
+    # same dispatch that runs it; recorded instead of the backend's first choice.
+    graphdef, params = nnx.split(model)
+    first = shard_batch(plan.batch(0).model_inputs(), mesh)
+    ran = kernel_plan(graphdef, params, first, options=options, mesh=mesh)
     settings = {**requested, "dataset": corpus.name, "batch_size": config.batch_size,
                 "packing": config.packing, "tie_rule": TIE_RULE, "vocab_limit": limit,
-                "impl": config.impl, "impl_resolved": rce_kernels.resolve_impl(config.impl),
+                "impl": config.impl, "impl_resolved": ran.impl, "impl_skipped": dict(ran.skipped),
                 "fused": config.fused and not config.profile_ranks,
                 # TPUs (and TF32 GPUs) multiply float32 in lower precision unless told otherwise.
                 "matmul_precision": str(jax.config.jax_default_matmul_precision or "default")}
@@ -215,7 +219,6 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
         if writer and (next_batch % config.checkpoint_every == 0) and next_batch < plan.num_batches:
             state.save(next_batch)
 
-    graphdef, params = nnx.split(model)
     done_before = state.stats.n_tokens
     t2 = time.perf_counter()
     score_plan(plan, graphdef, params, options, mesh, stats=state.stats, profile=state.profile,

@@ -126,7 +126,7 @@ def train(config: TrainConfig, out_dir, *, mesh="auto", progress: bool = True, v
     head, impl = resolve_loss(config.loss, tokens_per_step=tokens_per_step,
                               vocab_size=model_config.vocab_size,
                               num_devices=1 if mesh is None else mesh.size)
-    step_fn = make_train_step(make_loss_fn(graphdef, lam=config.loss.lam, head=head, impl=impl), tx,
+    step_fn = make_train_step(make_loss_fn(graphdef, lam=config.loss.lam, head=head, impl=impl, mesh=mesh), tx,
                               schedule, shardings=shardings, mesh=mesh)
     _say(f"{config.model.preset or 'model'}: {counts['non_embedding']:,} non-embedding / "
          f"{counts['total']:,} parameters, vocabulary {model_config.vocab_size}, "
