@@ -30,6 +30,7 @@ from .resume import EvalState
 from ..sharding import DATA, check_hosts_agree, shard_batch
 from .step import ScoreOptions, kernel_plan, score_batch
 
+EVAL_DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: models.stored_dtype
 RESULT_SCHEMA = "rce-jax/eval-result"
 RESULT_VERSION = 1
 
@@ -42,7 +43,7 @@ class EvalConfig:
     context_length: int
     batch_size: int = 8  # global rows per step
     max_tokens: int | None = None  # stop after the document that reaches this many tokens
-    dtype: str = "float32"  # the model's computation and parameter dtype
+    dtype: str = "auto"  # the model's computation and parameter dtype; auto: the checkpoint's
     impl: str = "auto"  # token-stats implementation (rce_kernels.available_impls())
     fused: bool = True  # statistics from hidden states and head, never writing [T, V] logits
     rank_vocab: str = "model"  # "model": every head row; "tokenizer": the tokenizer's entries
@@ -63,8 +64,8 @@ class EvalConfig:
             raise ValueError("model_parallel and profile_top_k must be positive")
         if self.rank_vocab not in ("model", "tokenizer"):
             raise ValueError(f"rank_vocab must be 'model' or 'tokenizer', got {self.rank_vocab!r}")
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
+        if self.dtype not in EVAL_DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(EVAL_DTYPES)}, got {self.dtype!r}")
 
 
 def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: RankStats,
@@ -134,8 +135,11 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     ``force`` (one made from other inputs under the same file name is a ValueError); a partial
     run of the same settings is resumed. The result file appears only when the run is complete.
     """
-    from ..models import from_pretrained, param_counts
+    from ..models import from_pretrained, param_counts, stored_dtype
     from ..sharding import make_mesh
+
+    if config.dtype == "auto":  # the checkpoint's own dtype, as transformers and lm-eval load it
+        config = dataclasses.replace(config, dtype=stored_dtype(model_path))
 
     model_name = model_name or Path(str(model_path).rstrip("/")).name
     t0 = time.perf_counter()
