@@ -37,6 +37,11 @@ BLOCK_ROWS = 64
 DEFAULT_BLOCK_COLS = GPU_FUSED_BLOCK_COLS
 BLOCK_K = 64
 DEFAULT_NUM_BUFFERS = 4
+# The 0.10 GPU interpreter cannot read a transposed shared-memory ref in wgmma, so interpret mode
+# copies the head tile transposed into a scratch buffer there; JAX 0.12's interpreter runs the
+# device line (checked 2026-12-02: same statistics as the copy; 0.11 not checked, so it keeps
+# the copy).
+INTERPRETER_READS_TRANSPOSED_REFS = jax.__version_info__ >= (0, 12)
 
 
 def check_supported(hidden_dtype, head_dtype, vocab_size, *, block_cols) -> None:
@@ -110,7 +115,7 @@ def _build(T_pad, V_pad, D_pad, G, limit, dtype, ldt, *, block_cols, num_buffers
                     step = t * nk + kk
                     slot = lax.rem(step, nbuf)
                     plgpu.barrier_wait(ready.at[slot])
-                    if interpret:  # the 0.10 interpreter cannot read transposed refs
+                    if interpret and not INTERPRETER_READS_TRANSPOSED_REFS:
                         (w_t,) = interpret_scratch
                         w_t[...] = w_s.at[slot][...].T
                     else:
@@ -172,7 +177,7 @@ def _build(T_pad, V_pad, D_pad, G, limit, dtype, ldt, *, block_cols, num_buffers
         plgpu.SMEM((5, bt), jnp.float32),
         plgpu.Barrier(num_barriers=1),
     ]
-    if interpret:
+    if interpret and not INTERPRETER_READS_TRANSPOSED_REFS:
         scratch.append(plgpu.SMEM((bk, bv), dtype))
     return plgpu.kernel(
         body,

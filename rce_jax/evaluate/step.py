@@ -2,9 +2,10 @@
 
 The model runs under ``jit`` with its parameters sharded by the family's rules and the batch
 sharded on the mesh's ``data`` axis. The token statistics run inside ``shard_map`` over
-``data``: each device scores its own rows (a Pallas kernel is a custom call that XLA cannot
-partition by itself) against the whole LM head, and the per-rank sums are ``psum``-ed, so
-every device and host ends with the same replicated batch sums.
+``data`` (``rce_kernels.shard_rows``, shared with the proxy loss): each device scores its own
+rows (a Pallas kernel is a custom call that XLA cannot partition by itself) against the whole
+LM head, and the per-rank sums are ``psum``-ed, so every device and host ends with the same
+replicated batch sums. ``kernel_plan`` says which implementation the step runs.
 """
 
 from __future__ import annotations

@@ -24,12 +24,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import rce_kernels
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..losses import ProxyLossAux, proxy_loss, proxy_loss_fused
-from ..sharding import shard_batch
+from ..sharding import DATA, shard_batch
 
 NAIVE_MAX_BYTES = 1 << 30
 BATCH_KEYS = ("input_ids", "target_ids", "segment_ids", "loss_mask")
@@ -50,6 +51,18 @@ def resolve_loss(loss, *, tokens_per_step: int, vocab_size: int, backend: str | 
     if head == "fused" and impl == "naive":
         raise ValueError("loss.impl='naive' needs materialised logits (loss.head='materialised')")
     return head, impl
+
+
+def loss_kernel_plan(*, head: str, impl: str, tokens_per_step: int, vocab_size: int,
+                     hidden_size: int, dtype, mesh=None):
+    """The ``rce_kernels.KernelPlan`` the loss's token statistics run with: the dispatch's own
+    planner on the rows each device holds (``tokens_per_step`` over the mesh's ``data`` axis)
+    and the logits' (materialised) or operands' (fused) dtype, for the training log."""
+    rows = tokens_per_step // (1 if mesh is None else mesh.shape.get(DATA, 1))
+    if head == "fused":
+        return rce_kernels.plan_fused_token_stats((rows, hidden_size), (vocab_size, hidden_size),
+                                                  dtype, dtype, impl=impl)
+    return rce_kernels.plan_token_stats((rows, vocab_size), dtype, impl=impl)
 
 
 def make_loss_fn(graphdef, *, lam: float, head: str, impl: str, mesh=None):
