@@ -118,11 +118,12 @@ def peak_bytes(fn, args):
                             + mem.temp_size_in_bytes)
 
 
-def planned(plan_fn) -> dict:
-    """The record fields of what a dispatch call runs (``ran``, ``skipped``), or the error an
-    explicit impl raises instead of falling back."""
+def planned(plan_fn, *args, **kwargs) -> dict:
+    """The record fields of what a dispatch call runs (``ran``, ``skipped``: the plan
+    ``plan_fn(*args, **kwargs)``), or the error an explicit impl raises instead of falling
+    back."""
     try:
-        plan = plan_fn()
+        plan = plan_fn(*args, **kwargs)
     except UnsupportedShapeError as e:
         return {"error": str(e)}
     return {"ran": plan.impl, "skipped": dict(plan.skipped)}
@@ -172,7 +173,7 @@ def bench_token_stats(opts, rates, has_pallas):
                     impls = {"pallas": lambda a, b: token_stats(a, b, impl="pallas"), **impls}
                 for name, fn in impls.items():
                     if _wanted(opts, name):
-                        ran = planned(lambda: plan_token_stats(z.shape, z.dtype, impl=name))
+                        ran = planned(plan_token_stats, z.shape, z.dtype, impl=name)
                         rows.append(measure(fn, (z, y), opts, impl=name, **base, **ran))
                 del z, y
                 gc.collect()
@@ -219,10 +220,11 @@ def bench_fused(opts, rates, has_pallas):
                              **impls}
                 for name, fn in impls.items():
                     if _wanted(opts, name):
-                        ran = planned(
-                            lambda: plan_token_stats((T, V), h.dtype) if name == "materialised"
-                            else plan_fused_token_stats(h.shape, w.shape, h.dtype, w.dtype,
-                                                        impl=name))
+                        if name == "materialised":
+                            ran = planned(plan_token_stats, (T, V), h.dtype)
+                        else:
+                            ran = planned(plan_fused_token_stats, h.shape, w.shape, h.dtype,
+                                          w.dtype, impl=name)
                         rows.append(measure(fn, (h, w, y), opts, impl=name, T=T, V=V, d=d,
                                             dtype=dn, flops=2 * T * V * d, **ran))
                 del h, w, y

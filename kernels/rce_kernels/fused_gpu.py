@@ -212,7 +212,6 @@ def fused_token_stats_mgpu(hidden_TxD, head_VxD, targets_T, bias_V=None, *, voca
     h = _pad_to(_pad_to(hidden_TxD, 0, bt), 1, BLOCK_K)
     w = _pad_to(_pad_to(head_VxD, 0, bv), 1, BLOCK_K)
     T_pad, D_pad = h.shape
-    n_blocks = T_pad // bt
     wy_g = _pad_to(grouped_target_rows(wy, bt, bv), 3, BLOCK_K)
     by_g = grouped_target_rows(by, bt, bv)
     call = _build(T_pad, w.shape[0], D_pad, G, limit, h.dtype, ldt, block_cols=bv,
