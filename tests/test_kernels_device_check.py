@@ -24,7 +24,8 @@ def test_tiny_run_checks_every_kernel_and_writes_its_table(tmp_path):
                        and "limit=4042" in c for c in cases), (impl, dn)
         assert any(c.startswith(f"fused {impl} ") for c in cases)
     perf = result["performance"]
-    assert {"token_stats", "fused", "loss"} <= set(perf)
+    assert {"token_stats", "token_stats_f32", "fused", "loss"} <= set(perf)
+    assert list(result["end_to_end"]) and "skipped" not in result["end_to_end"]
     assert perf["token_stats"]["rates"]["copy_gbps"] > 0
     assert all("ran" in r for r in perf["token_stats"]["token_stats"] if "error" not in r)
     assert {r["impl"] for r in perf["loss"]["loss"]} == {"proxy", "ce", "proxy_fused",

@@ -119,3 +119,26 @@ def test_result_file_records_the_impl_that_ran_when_auto_falls_back(tmp_path, mo
     assert settings["impl"] == "auto" and settings["impl_resolved"] == "xla"
     assert "16-bit" in settings["impl_skipped"]["pallas_gpu"]
     assert result["n_tokens"] > 0
+
+
+def test_dtype_auto_is_the_checkpoints_stored_dtype(tmp_path):
+    """--dtype auto reads config.json's dtype (or the older torch_dtype), else the first floating
+    tensor of model.safetensors, else float32 (transformers' torch_dtype='auto' rule)."""
+    from safetensors.numpy import save_file
+
+    from rce_jax.models import stored_dtype
+
+    def folder(name, config, tensors=None):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps(config))
+        if tensors is not None:
+            save_file(tensors, str(d / "model.safetensors"))
+        return d
+
+    assert stored_dtype(folder("a", {"dtype": "bfloat16"})) == "bfloat16"
+    assert stored_dtype(folder("b", {"torch_dtype": "float16"})) == "float16"
+    assert stored_dtype(folder("c", {"torch_dtype": "torch.float32"})) == "float32"
+    half = {"w": np.zeros((2, 2), np.float16)}
+    assert stored_dtype(folder("d", {}, half)) == "float16"
+    assert stored_dtype(folder("e", {})) == "float32"
