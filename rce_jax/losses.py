@@ -31,9 +31,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from rce_kernels.mesh import shard_rows
 from rce_kernels.proxy_loss import ce_conf, ce_conf_fused
 from rce_kernels.reference import resolve_vocab_limit
 
+from .sharding import DATA
 from .scoring import (
     _check_fused_inputs,
     _check_inputs,
@@ -79,11 +81,22 @@ def _finish(ce, conf, lam, lam_ok, mask):
     return loss, ProxyLossAux(ce, conf, jnp.sum(mask, dtype=jnp.int32))
 
 
+def _check_rows(rows: int, mesh):
+    n = 1 if mesh is None else mesh.shape.get(DATA, 1)
+    if rows % n:
+        raise ValueError(f"{rows} token rows do not split evenly over the mesh's {n} "
+                         f"'{DATA}' devices (--batch-size must be a multiple of {n})")
+
+
 def proxy_loss(logits, targets, mask=None, *, lam, impl: str = "auto",
-               vocab_limit: int | None = None):
+               vocab_limit: int | None = None, mesh=None):
     """``(loss, ProxyLossAux)`` of ``L = CE + lam * Conf`` over the scored tokens of logits
     ``[T, V]`` or ``[B, L, V]`` (see the module docstring). The gradient with respect to the
-    logits is the per-token weighted ``softmax - onehot``, in the logits' dtype."""
+    logits is the per-token weighted ``softmax - onehot``, in the logits' dtype.
+
+    ``mesh``: with several devices on its ``data`` axis, each device computes the token
+    statistics of its own rows (``rce_kernels.shard_rows``, so a Pallas kernel sees its shard)
+    and the batch terms are summed over ``data``: the same loss and gradients as one device."""
     logits, targets = jnp.asarray(logits), jnp.asarray(targets)
     _check_inputs(logits, targets)
     mask = _prepare_mask(mask, targets)
@@ -92,12 +105,15 @@ def proxy_loss(logits, targets, mask=None, *, lam, impl: str = "auto",
     limit = resolve_vocab_limit(V, vocab_limit)
     _check_target_range(targets, limit, mask, what="scored targets")
     safe = jnp.where(mask, targets, 0).reshape(-1)
-    ce, conf = ce_conf(logits.reshape(-1, V), safe, mask.reshape(-1), vocab_limit, impl)
+    _check_rows(safe.shape[0], mesh)
+    core = lambda z, t, m, axis: ce_conf(z, t, m, vocab_limit, impl, axis)
+    ce, conf = shard_rows(core, mesh, DATA, rows=(True, True, True))(
+        logits.reshape(-1, V), safe, mask.reshape(-1))
     return _finish(ce, conf, lam, lam_ok, mask)
 
 
 def proxy_loss_fused(hidden, head, targets, mask=None, *, lam, bias=None, impl: str = "auto",
-                     vocab_limit: int | None = None, logits_dtype=None):
+                     vocab_limit: int | None = None, logits_dtype=None, mesh=None):
     """``(loss, ProxyLossAux)`` of ``L = CE + lam * Conf`` for the logits
     ``hidden @ head.T + bias`` (``hidden`` ``[T, d]`` or ``[B, L, d]``, ``head`` ``[V, d]``),
     never materialising them; logits semantics as ``rce_jax.token_stats_fused``. Differentiable
@@ -111,6 +127,9 @@ def proxy_loss_fused(hidden, head, targets, mask=None, *, lam, bias=None, impl: 
     limit = resolve_vocab_limit(head.shape[0], vocab_limit)
     _check_target_range(targets, limit, mask, what="scored targets")
     safe = jnp.where(mask, targets, 0).reshape(-1)
-    ce, conf = ce_conf_fused(hidden.reshape(-1, hidden.shape[-1]), head, bias, safe,
-                             mask.reshape(-1), vocab_limit, logits_dtype, impl)
+    _check_rows(safe.shape[0], mesh)
+    core = lambda h, w, b, t, m, axis: ce_conf_fused(h, w, b, t, m, vocab_limit, logits_dtype,
+                                                     impl, axis)
+    ce, conf = shard_rows(core, mesh, DATA, rows=(True, False, False, True, True))(
+        hidden.reshape(-1, hidden.shape[-1]), head, bias, safe, mask.reshape(-1))
     return _finish(ce, conf, lam, lam_ok, mask)

@@ -129,8 +129,8 @@ def test_rerun_with_another_config_is_refused(tmp_path):
     ("cpu", 1, 1 << 20, "fused", "xla"),             # 2^20 x 2048 x 4 B = 8 GiB > the limit
     ("gpu", 1, 512, "materialised", "auto"),         # one accelerator: the backend's kernel
     ("tpu", 1, 512, "materialised", "auto"),
-    ("gpu", 8, 512, "materialised", "xla"),          # a mesh: a loop XLA partitions by rows
-    ("tpu", 4, 512, "materialised", "xla"),
+    ("gpu", 8, 512, "materialised", "auto"),         # a mesh: the kernel per shard of rows
+    ("tpu", 4, 512, "materialised", "auto"),
 ])
 def test_auto_loss_path_follows_backend_size_and_mesh(backend, devices, tokens, head, impl):
     from rce_jax.train.config import LossSection

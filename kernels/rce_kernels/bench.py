@@ -41,7 +41,13 @@ import jax.numpy as jnp  # noqa: E402
 
 from . import bench_torch  # noqa: E402
 from .bench_report import markdown  # noqa: E402
-from .dispatch import fused_token_stats, resolve_impl, token_stats  # noqa: E402
+from .dispatch import (  # noqa: E402
+    fused_token_stats,
+    plan_fused_token_stats,
+    plan_token_stats,
+    token_stats,
+)
+from .support import Device, UnsupportedShapeError  # noqa: E402
 from .proxy_loss import ce_conf, ce_conf_fused  # noqa: E402
 
 DTYPES = {"bf16": jnp.bfloat16, "f32": jnp.float32}
@@ -112,7 +118,20 @@ def peak_bytes(fn, args):
                             + mem.temp_size_in_bytes)
 
 
+def planned(plan_fn, *args, **kwargs) -> dict:
+    """The record fields of what a dispatch call runs (``ran``, ``skipped``: the plan
+    ``plan_fn(*args, **kwargs)``), or the error an explicit impl raises instead of falling
+    back."""
+    try:
+        plan = plan_fn(*args, **kwargs)
+    except UnsupportedShapeError as e:
+        return {"error": str(e)}
+    return {"ran": plan.impl, "skipped": dict(plan.skipped)}
+
+
 def measure(fn, args, opts, **record):
+    if "error" in record:  # refused before any work (an explicit impl that cannot run)
+        return record
     try:
         jitted = jax.jit(fn)
         record["seconds"] = median_time(jitted, args, opts.repeats, opts.inner)
@@ -154,7 +173,8 @@ def bench_token_stats(opts, rates, has_pallas):
                     impls = {"pallas": lambda a, b: token_stats(a, b, impl="pallas"), **impls}
                 for name, fn in impls.items():
                     if _wanted(opts, name):
-                        rows.append(measure(fn, (z, y), opts, impl=name, **base))
+                        ran = planned(plan_token_stats, z.shape, z.dtype, impl=name)
+                        rows.append(measure(fn, (z, y), opts, impl=name, **base, **ran))
                 del z, y
                 gc.collect()
                 for name in ("torch_eager", "torch_compile"):
@@ -200,8 +220,13 @@ def bench_fused(opts, rates, has_pallas):
                              **impls}
                 for name, fn in impls.items():
                     if _wanted(opts, name):
+                        if name == "materialised":
+                            ran = planned(plan_token_stats, (T, V), h.dtype)
+                        else:
+                            ran = planned(plan_fused_token_stats, h.shape, w.shape, h.dtype,
+                                          w.dtype, impl=name)
                         rows.append(measure(fn, (h, w, y), opts, impl=name, T=T, V=V, d=d,
-                                            dtype=dn, flops=2 * T * V * d))
+                                            dtype=dn, flops=2 * T * V * d, **ran))
                 del h, w, y
                 gc.collect()
     for r in rows:
@@ -274,7 +299,7 @@ def main(argv=None, prog: str = "python -m rce_kernels.bench") -> dict:
     opts = parse_args(argv, prog)
     dev = jax.devices()[0]
     backend = jax.default_backend()
-    has_pallas = resolve_impl("auto").startswith("pallas")
+    has_pallas = Device.default().backend in ("gpu", "tpu")  # a row per kernel; refusals recorded
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": dev.device_kind, "backend": backend, "jax": jax.__version__,

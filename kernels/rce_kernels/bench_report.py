@@ -22,7 +22,14 @@ def _table(header, rows):
 
 
 def _note(r):
-    return r.get("error", r.get("torch_device", ""))
+    """The error, else what ran when it is not the row's name (``auto``), with skip reasons."""
+    if "error" in r:
+        return r["error"]
+    ran = r.get("ran")
+    if ran and ran != r["impl"]:
+        skipped = "; ".join(f"{k}: {v}" for k, v in r.get("skipped", {}).items())
+        return f"ran {ran}" + (f" ({skipped})" if skipped else "")
+    return r.get("torch_device", "")
 
 
 def token_stats_table(records, rates):

@@ -1,159 +1,181 @@
-"""One entry point for every token-statistics implementation, materialised and fused.
+"""One entry point for every token-statistics implementation, materialised and fused, that
+returns the statistics together with what ran.
 
 ``impl`` names:
 
-* ``"auto"``: the Pallas kernel of the default backend where there is one and it takes the
-  input (TPU; CUDA GPUs of compute capability 9.x (Hopper)), else ``"xla"``;
+* ``"auto"``: the Pallas kernel of the default backend (Mosaic TPU; Mosaic GPU on CUDA compute
+  capability 9.x) when its declaration (``support.SUPPORT``) takes the input, else ``"xla"``;
+  the refused kernel and its reason are recorded in the plan (``KernelPlan.skipped``) and
+  warned about once per process;
 * ``"xla"``: the streaming pure-JAX implementation (any backend);
 * ``"naive"``: the obvious jnp version (materialised logits only; benchmarks and reference);
-* ``"pallas"``: the Pallas kernel of the default backend (Mosaic GPU or Mosaic TPU); raises
+* ``"pallas"``: the Pallas kernel of the default backend; never falls back: raises
   ``UnsupportedShapeError`` (a ValueError) naming the reason when it cannot run;
 * ``"pallas_interpret"``: the GPU kernel's code in Pallas' GPU interpret mode, on any backend
-  (what the CPU tests run; slow). The fused GPU kernel takes 16-bit operands only;
+  (what the CPU tests run; slow);
 * ``"pallas_tpu_interpret"``: the TPU kernel's code in Pallas' interpret mode, on any backend.
+
+The plan (``plan_token_stats`` / ``plan_fused_token_stats``) is a function of the static input
+description and the device only, and ``run_*`` execute exactly the plan they make, so a plan
+made for the same shapes (for example inside ``jax.eval_shape`` of a whole step) is what runs.
 """
 
 from __future__ import annotations
 
-import jax
+import dataclasses
+import warnings
+
 import jax.numpy as jnp
 
 from .fused import fused_token_stats_xla
-from .fused_gpu import DEFAULT_BLOCK_COLS as FUSED_GPU_BLOCK_COLS
-from .fused_gpu import check_supported as check_fused_gpu
 from .fused_gpu import fused_token_stats_mgpu
 from .fused_tpu import fused_token_stats_tpu
 from .reference import TokenStats, token_stats_naive, token_stats_xla
-from .token_stats_gpu import (
-    DEFAULT_BLOCK_COLS,
-    DEFAULT_BLOCK_ROWS,
-    UnsupportedShapeError,
-    row_group,
-    token_stats_mgpu,
-)
-from .token_stats_gpu import check_supported as check_gpu
+from .support import SUPPORT, Device, Problem, UnsupportedShapeError, row_group
+from .token_stats_gpu import token_stats_mgpu
 from .token_stats_tpu import token_stats_tpu
 
 IMPLS = ("auto", "xla", "naive", "pallas", "pallas_interpret", "pallas_tpu_interpret")
-_KERNEL_DTYPES = tuple(map(jnp.dtype, (jnp.bfloat16, jnp.float16, jnp.float32)))
 INTERPRET_BLOCK_COLS = 256  # fewer (slow) interpreted steps; any width is legal in interpret mode
+_PALLAS_OF_BACKEND = {"gpu": "pallas_gpu", "tpu": "pallas_tpu"}
+_warned: set = set()
 
 
 def available_impls() -> tuple[str, ...]:
     return IMPLS
 
 
-def _hopper() -> bool:
-    """Compute capability 9.x: the GPU kernels use Hopper's TMA and WGMMA (sm_90a); WGMMA does
-    not exist on later architectures, so those take the XLA path."""
-    device = jax.devices()[0]
-    try:
-        return 9.0 <= float(getattr(device, "compute_capability", "0")) < 10.0
-    except ValueError:
-        return False
+@dataclasses.dataclass(frozen=True)
+class KernelPlan:
+    """What a call runs: ``impl`` (concrete: ``xla``, ``naive``, ``pallas_gpu``, ``pallas_tpu``,
+    ``pallas_interpret``, ``pallas_tpu_interpret``), the ``requested`` name, and under ``auto``
+    the implementations ``skipped`` before it, as ``(name, reason)`` pairs."""
+
+    entry: str  # "token_stats" or "fused_token_stats"
+    requested: str
+    impl: str
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    def record(self) -> dict:
+        """The fields result files, benchmark rows and training logs carry."""
+        return {"impl": self.requested, "impl_ran": self.impl,
+                "impl_skipped": {name: reason for name, reason in self.skipped}}
 
 
-def resolve_impl(impl: str) -> str:
-    """The concrete implementation ``impl`` names on the default backend: one of ``"xla"``,
-    ``"naive"``, ``"pallas_gpu"``, ``"pallas_tpu"``, ``"pallas_interpret"``."""
+def _plan(entry: str, problem: Problem, impl: str, device: Device | None) -> KernelPlan:
     if impl not in IMPLS:
         raise ValueError(f"unknown token-stats impl {impl!r}; choose one of {IMPLS}")
-    backend = jax.default_backend()
+    device = device or Device.default()
     if impl == "auto":
-        if backend == "tpu":
-            return "pallas_tpu"
-        if backend == "gpu" and _hopper():
-            return "pallas_gpu"
-        return "xla"
+        skipped = []
+        pallas = _PALLAS_OF_BACKEND.get(device.backend)
+        for name in ((pallas,) if pallas else ()) + ("xla",):
+            reason = SUPPORT[name].why_not(problem, device)
+            if reason is None:
+                return KernelPlan(entry, impl, name, tuple(skipped))
+            skipped.append((name, reason))
+        raise AssertionError("the xla path takes every input")  # pragma: no cover
+    name = impl
     if impl == "pallas":
-        if backend == "tpu":
-            return "pallas_tpu"
-        if backend == "gpu":
-            if not _hopper():
-                raise UnsupportedShapeError(
-                    "the Pallas GPU kernels use Mosaic GPU (TMA, WGMMA) and need a CUDA GPU of "
-                    "compute capability 9.x (Hopper); use impl='xla'"
-                )
-            return "pallas_gpu"
-        raise UnsupportedShapeError(
-            f"no Pallas kernel compiles for the {backend!r} backend; use impl='xla' or "
-            "impl='pallas_interpret'"
-        )
-    return impl
+        name = _PALLAS_OF_BACKEND.get(device.backend)
+        if name is None:
+            raise UnsupportedShapeError(
+                f"impl='pallas': no Pallas kernel compiles for the {device.backend!r} backend; "
+                "use impl='xla' or impl='pallas_interpret'")
+    reason = SUPPORT[name].why_not(problem, device)
+    if reason is not None:
+        raise UnsupportedShapeError(f"impl={impl!r} ({name}) cannot run: {reason}")
+    return KernelPlan(entry, impl, name)
 
 
-def _interpret_block_rows(T, V, itemsize):
-    return max(1, min(64, T // row_group(V, itemsize)))
+def plan_token_stats(shape, dtype, *, vocab_limit=None, impl="auto",
+                     device: Device | None = None) -> KernelPlan:
+    """The plan for logits of ``shape`` [T, V] and ``dtype`` (raises for an explicit ``impl``
+    that cannot take them)."""
+    T, V = shape
+    return _plan("token_stats", Problem(T, V, jnp.dtype(dtype).name, vocab_limit), impl, device)
+
+
+def plan_fused_token_stats(hidden_shape, head_shape, hidden_dtype, head_dtype, *,
+                           vocab_limit=None, impl="auto", device: Device | None = None):
+    """The plan for hidden [T, D] and head [V, D] (see ``plan_token_stats``)."""
+    (T, D), V = hidden_shape, head_shape[0]
+    problem = Problem(T, V, jnp.dtype(hidden_dtype).name, vocab_limit, D,
+                      jnp.dtype(head_dtype).name)
+    return _plan("fused_token_stats", problem, impl, device)
+
+
+def _announce(plan: KernelPlan) -> None:
+    """One warning per process for each distinct fallback under ``auto``."""
+    if plan.skipped and plan not in _warned:
+        _warned.add(plan)
+        why = "; ".join(f"{name}: {reason}" for name, reason in plan.skipped)
+        warnings.warn(f"rce_kernels {plan.entry}: impl='auto' runs {plan.impl} ({why})",
+                      stacklevel=3)
+
+
+def run_token_stats(logits_TxV, targets_T, *, vocab_limit=None, impl="auto"):
+    """``(TokenStats, KernelPlan)`` of ``logits_TxV`` [T, V] against ``targets_T`` [T]
+    (semantics: reference.py)."""
+    T, V = logits_TxV.shape
+    plan = plan_token_stats(logits_TxV.shape, logits_TxV.dtype, vocab_limit=vocab_limit,
+                            impl=impl)
+    _announce(plan)
+    kind = plan.impl
+    if kind == "pallas_gpu":
+        out = token_stats_mgpu(logits_TxV, targets_T, vocab_limit=vocab_limit)
+    elif kind == "pallas_tpu":
+        out = token_stats_tpu(logits_TxV, targets_T, vocab_limit=vocab_limit)
+    elif kind == "pallas_interpret":
+        k = row_group(V, jnp.dtype(logits_TxV.dtype).itemsize)
+        out = token_stats_mgpu(logits_TxV, targets_T, vocab_limit=vocab_limit, interpret=True,
+                               block_rows=max(1, min(64, T // k)),
+                               block_cols=min(INTERPRET_BLOCK_COLS, V // 8 * 8))
+    elif kind == "pallas_tpu_interpret":
+        out = token_stats_tpu(logits_TxV, targets_T, vocab_limit=vocab_limit, interpret=True)
+    elif kind == "naive":
+        out = token_stats_naive(logits_TxV, targets_T, vocab_limit=vocab_limit)
+    else:
+        out = token_stats_xla(logits_TxV, targets_T, vocab_limit=vocab_limit)
+    return out, plan
 
 
 def token_stats(logits_TxV, targets_T, *, vocab_limit=None, impl="auto") -> TokenStats:
-    """Token statistics of ``logits_TxV`` [T, V] against ``targets_T`` [T] (see reference.py)."""
-    T, V = logits_TxV.shape
-    kind = resolve_impl(impl)
-    try:
-        if kind == "pallas_gpu":
-            check_gpu(logits_TxV.shape, logits_TxV.dtype, vocab_limit,
-                      block_rows=DEFAULT_BLOCK_ROWS, block_cols=DEFAULT_BLOCK_COLS,
-                      interpret=False)
-            return token_stats_mgpu(logits_TxV, targets_T, vocab_limit=vocab_limit)
-        if kind == "pallas_tpu":
-            if jnp.dtype(logits_TxV.dtype) not in _KERNEL_DTYPES:
-                raise UnsupportedShapeError(
-                    f"the TPU kernel takes bf16/f16/f32, not {logits_TxV.dtype}"
-                )
-            return token_stats_tpu(logits_TxV, targets_T, vocab_limit=vocab_limit)
-    except UnsupportedShapeError:
-        if impl != "auto":
-            raise
-        kind = "xla"
-    if kind == "pallas_interpret":
-        return token_stats_mgpu(
-            logits_TxV, targets_T, vocab_limit=vocab_limit, interpret=True,
-            block_rows=_interpret_block_rows(T, V, jnp.dtype(logits_TxV.dtype).itemsize),
-            block_cols=min(INTERPRET_BLOCK_COLS, V // 8 * 8),
-        )
-    if kind == "pallas_tpu_interpret":
-        return token_stats_tpu(logits_TxV, targets_T, vocab_limit=vocab_limit, interpret=True)
-    if kind == "naive":
-        return token_stats_naive(logits_TxV, targets_T, vocab_limit=vocab_limit)
-    return token_stats_xla(logits_TxV, targets_T, vocab_limit=vocab_limit)
+    """The statistics of ``run_token_stats`` without the plan."""
+    return run_token_stats(logits_TxV, targets_T, vocab_limit=vocab_limit, impl=impl)[0]
+
+
+def run_fused_token_stats(hidden_TxD, head_VxD, targets_T, *, bias_V=None, vocab_limit=None,
+                          logits_dtype=None, impl="auto", precision=None, return_lse=False):
+    """``(stats, KernelPlan)`` of the logits ``hidden @ head.T + bias`` (float32 accumulation,
+    rounded once to ``logits_dtype``, default the hidden dtype) without materialising them;
+    ``stats`` is ``TokenStats``, or ``(TokenStats, lse_T)`` with ``return_lse``.
+
+    ``precision`` (a ``jax.lax.Precision``) applies to the XLA and TPU paths; the GPU kernel
+    multiplies 16-bit operands on the tensor cores.
+    """
+    plan = plan_fused_token_stats(hidden_TxD.shape, head_VxD.shape, hidden_TxD.dtype,
+                                  head_VxD.dtype, vocab_limit=vocab_limit, impl=impl)
+    _announce(plan)
+    opts = dict(vocab_limit=vocab_limit, logits_dtype=logits_dtype, return_lse=return_lse)
+    args = (hidden_TxD, head_VxD, targets_T, bias_V)
+    kind = plan.impl
+    if kind == "pallas_gpu":
+        out = fused_token_stats_mgpu(*args, **opts)
+    elif kind == "pallas_tpu":
+        out = fused_token_stats_tpu(*args, precision=precision, **opts)
+    elif kind == "pallas_interpret":
+        out = fused_token_stats_mgpu(*args, interpret=True, **opts)
+    elif kind == "pallas_tpu_interpret":
+        out = fused_token_stats_tpu(*args, interpret=True, precision=precision, **opts)
+    else:
+        out = fused_token_stats_xla(*args, precision=precision, **opts)
+    return out, plan
 
 
 def fused_token_stats(hidden_TxD, head_VxD, targets_T, *, bias_V=None, vocab_limit=None,
                       logits_dtype=None, impl="auto", precision=None, return_lse=False):
-    """Token statistics of the logits ``hidden @ head.T + bias`` (float32 accumulation, rounded
-    once to ``logits_dtype``, default the hidden dtype) without materialising them.
-
-    ``precision`` (a ``jax.lax.Precision``) applies to the XLA and TPU paths; the GPU kernel
-    multiplies 16-bit operands on the tensor cores. With ``return_lse`` also returns the per-row
-    log-sum-exp (float32). ``impl="naive"`` is not available here.
-    """
-    kind = resolve_impl(impl)
-    opts = dict(vocab_limit=vocab_limit, logits_dtype=logits_dtype, return_lse=return_lse)
-    if kind == "naive":
-        raise ValueError("impl='naive' exists only for materialised logits")
-    try:
-        if kind == "pallas_gpu":
-            check_fused_gpu(hidden_TxD.dtype, head_VxD.dtype, head_VxD.shape[0],
-                            block_cols=FUSED_GPU_BLOCK_COLS)
-            return fused_token_stats_mgpu(hidden_TxD, head_VxD, targets_T, bias_V, **opts)
-        if kind == "pallas_tpu":
-            for dt in (hidden_TxD.dtype, head_VxD.dtype):
-                if jnp.dtype(dt) not in _KERNEL_DTYPES:
-                    raise UnsupportedShapeError(
-                        f"the TPU fused kernel takes bf16/f16/f32, not {dt}"
-                    )
-            return fused_token_stats_tpu(hidden_TxD, head_VxD, targets_T, bias_V,
-                                         precision=precision, **opts)
-    except UnsupportedShapeError:
-        if impl != "auto":
-            raise
-        kind = "xla"
-    if kind == "pallas_interpret":
-        return fused_token_stats_mgpu(hidden_TxD, head_VxD, targets_T, bias_V, interpret=True,
-                                      **opts)
-    if kind == "pallas_tpu_interpret":
-        return fused_token_stats_tpu(hidden_TxD, head_VxD, targets_T, bias_V, interpret=True,
-                                     precision=precision, **opts)
-    return fused_token_stats_xla(hidden_TxD, head_VxD, targets_T, bias_V, precision=precision,
-                                 **opts)
+    """The statistics of ``run_fused_token_stats`` without the plan."""
+    return run_fused_token_stats(hidden_TxD, head_VxD, targets_T, bias_V=bias_V,
+                                 vocab_limit=vocab_limit, logits_dtype=logits_dtype, impl=impl,
+                                 precision=precision, return_lse=return_lse)[0]

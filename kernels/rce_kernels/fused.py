@@ -16,11 +16,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .fold import fold_tile, init_carry
 from .fused_common import (
     diagonal_targets,
-    fold_tile,
     group_block_rows,
-    init_carry,
     prepare_fused,
     target_rows,
     tile_logits,
@@ -33,8 +32,7 @@ DEFAULT_BLOCK_COLS = 2048
 
 def _row_block_stats(h_BxD, y_B, wy_BxD, by_B, head_VxD, bias_V, *, limit, width, ldt, precision):
     """Statistics of one row block: z_y from same-shape target tiles, then a pass over the
-    vocabulary. Returns (z_y, row_max, sum_exp, n_greater, n_equal) with n_equal counting the
-    target itself."""
+    vocabulary. Returns (z_y, row_max, sum_exp, n_greater, n_equal) (``fold.py``'s convention)."""
     B = h_BxD.shape[0]
     wy = group_block_rows(wy_BxD, width)
     by = group_block_rows(by_B, width)
@@ -56,7 +54,7 @@ def _row_block_stats(h_BxD, y_B, wy_BxD, by_B, head_VxD, bias_V, *, limit, width
         return fold_tile(carry, x, fresh, fresh & (col != y_B[:, None]), z_y)
 
     row_max, sum_exp, n_gt, n_eq = lax.fori_loop(0, n_tiles, tile, init_carry((B, 1)))
-    return z_y[:, 0], row_max[:, 0], sum_exp[:, 0], n_gt[:, 0], n_eq[:, 0] + 1
+    return z_y[:, 0], row_max[:, 0], sum_exp[:, 0], n_gt[:, 0], n_eq[:, 0]
 
 
 @functools.partial(

@@ -10,13 +10,14 @@ missed. Matrix units (and XLA's CPU dot) compute every entry of a dot of a given
 way whatever its position, but dots of different shapes can round differently. So the target
 logits of a row block are taken from dots of *the same shape as the tiles*: ``hidden_blk`` times
 the gathered head rows ``head[y]`` of that block (in groups of ``block_cols`` rows, zero-padded),
-and read off the diagonal. This costs ``block_rows / V`` of the main matmul. The counts also skip
-the target's own column, so that even a backend that broke the position invariance could not
-count the target against itself.
+and read off the diagonal. This costs ``block_rows / V`` of the main matmul. The counts skip the
+target's own column (``fold.py``'s tie convention), so that even a backend that broke the
+position invariance could not count the target against itself.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -63,31 +64,15 @@ def diagonal_targets(tiles_GxBxC):
     return z
 
 
-def init_carry(shape):
-    """Running (row_max, sum_exp, n_greater, n_equal) before the first tile."""
-    return (
-        jnp.full(shape, -jnp.inf, jnp.float32),
-        jnp.zeros(shape, jnp.float32),
-        jnp.zeros(shape, jnp.int32),
-        jnp.zeros(shape, jnp.int32),
-    )
-
-
-def fold_tile(carry, x_BxC, fresh, counted, z_y_Bx1):
-    """Fold one float32 tile into the running ``(row_max, sum_exp, n_greater, n_equal)`` (each
-    [B, 1]). ``fresh`` marks the entries this tile contributes to the softmax, ``counted`` those
-    that are compared with the target logit (``fresh`` minus the target's own column, see the
-    module docstring). Non-finite entries poison the row as in ``reference.online_update``."""
-    row_max, sum_exp, n_gt, n_eq = carry
-    x = jnp.where(fresh, x_BxC, -jnp.inf)
-    new_max = jnp.maximum(row_max, jnp.max(x, axis=1, keepdims=True))
-    shift = jnp.where(new_max == -jnp.inf, 0.0, new_max)
-    sum_exp = sum_exp * jnp.exp(row_max - shift) + jnp.sum(
-        jnp.exp(x - shift), axis=1, keepdims=True
-    )
-    n_gt = n_gt + jnp.sum((counted & (x > z_y_Bx1)).astype(jnp.int32), axis=1, keepdims=True)
-    n_eq = n_eq + jnp.sum((counted & (x == z_y_Bx1)).astype(jnp.int32), axis=1, keepdims=True)
-    return new_max, sum_exp, n_gt, n_eq
+def grouped_target_rows(a_TxK, block_rows, block_cols):
+    """The target rows of every row block, grouped for the target tiles: ``a_TxK`` (``[T, ...]``)
+    zero-padded to whole blocks of ``block_rows`` rows, each block split by ``group_block_rows``:
+    ``[n_blocks, G, block_cols, ...]`` (the Pallas kernels read one block's groups per program)."""
+    T = a_TxK.shape[0]
+    n = -(-T // block_rows)
+    pad = [(0, n * block_rows - T)] + [(0, 0)] * (a_TxK.ndim - 1)
+    blocks = jnp.pad(a_TxK, pad).reshape(n, block_rows, *a_TxK.shape[1:])
+    return jax.vmap(lambda b: group_block_rows(b, block_cols))(blocks)
 
 
 def resolve_logits_dtype(hidden_dtype, logits_dtype):

@@ -4,7 +4,8 @@ Each program (one warpgroup) owns ``block_rows = 64`` rows. It walks over ``G`` 
 then over the vocabulary tiles of ``block_cols`` columns; every tile is a WGMMA accumulation
 over the hidden width in chunks of ``block_k``, fed by a ring of ``num_buffers`` TMA stages (the
 hidden chunk and the head chunk of each step). The float32 accumulator gets the bias, is rounded
-to ``logits_dtype`` and folded into the row statistics in registers; the logits never reach
+to ``logits_dtype`` and folded into the row statistics in registers by ``fold.fold_tile`` (the
+reference's update; the target's own column is not counted); the logits never reach
 global memory. The target tiles multiply the row block by its gathered head rows ``head[y]``
 (same shapes, same instructions as the vocabulary tiles) and give the target logits from their
 diagonal (``fused_common``).
@@ -26,28 +27,30 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from .fused_common import prepare_fused, target_rows
+from .fold import fold_tile, init_carry
+from .fused_common import grouped_target_rows, prepare_fused, target_rows
 from .reference import finalize
-from .token_stats_gpu import UnsupportedShapeError, interpret_params
+from .support import GPU_FUSED_BLOCK_COLS, Problem, UnsupportedShapeError, gpu_fused_reason
+from .token_stats_gpu import interpret_params
 
 BLOCK_ROWS = 64
-DEFAULT_BLOCK_COLS = 128
+DEFAULT_BLOCK_COLS = GPU_FUSED_BLOCK_COLS
 BLOCK_K = 64
 DEFAULT_NUM_BUFFERS = 4
+# The 0.10 GPU interpreter cannot read a transposed shared-memory ref in wgmma, so interpret mode
+# copies the head tile transposed into a scratch buffer there; JAX 0.12's interpreter runs the
+# device line (checked 2026-12-02: same statistics as the copy; 0.11 not checked, so it keeps
+# the copy).
+INTERPRETER_READS_TRANSPOSED_REFS = jax.__version_info__ >= (0, 12)
 
 
 def check_supported(hidden_dtype, head_dtype, vocab_size, *, block_cols) -> None:
-    for dt in (hidden_dtype, head_dtype):
-        if jnp.dtype(dt) not in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
-            raise UnsupportedShapeError(
-                f"the GPU fused kernel takes 16-bit (bf16/f16) operands, not {dt}"
-            )
-    if jnp.dtype(hidden_dtype) != jnp.dtype(head_dtype):
-        raise UnsupportedShapeError("hidden and head must have the same dtype")
-    if block_cols % 64 or not 64 <= block_cols <= 256:
-        raise UnsupportedShapeError(f"block_cols={block_cols} must be 64, 128, 192 or 256")
-    if vocab_size >= 1 << 24:
-        raise UnsupportedShapeError(f"vocabulary {vocab_size} too large for float32 counts")
+    """Raise UnsupportedShapeError naming the constraint broken (``support.gpu_fused_reason``)."""
+    problem = Problem(0, vocab_size, jnp.dtype(hidden_dtype).name, None, 0,
+                      jnp.dtype(head_dtype).name)
+    reason = gpu_fused_reason(problem, block_cols=block_cols)
+    if reason is not None:
+        raise UnsupportedShapeError(reason)
 
 
 def _pad_to(a, axis, multiple):
@@ -112,11 +115,11 @@ def _build(T_pad, V_pad, D_pad, G, limit, dtype, ldt, *, block_cols, num_buffers
                     step = t * nk + kk
                     slot = lax.rem(step, nbuf)
                     plgpu.barrier_wait(ready.at[slot])
-                    if interpret:  # the 0.10 interpreter cannot read transposed refs
+                    if interpret and not INTERPRETER_READS_TRANSPOSED_REFS:
                         (w_t,) = interpret_scratch
                         w_t[...] = w_s.at[slot][...].T
                     else:
-                        w_t = plgpu.transpose_ref(w_s.at[slot], (1, 0))
+                        w_t = w_s.at[slot].transpose((1, 0))
                     plgpu.wgmma(acc_ref, h_s.at[slot], w_t)
                     plgpu.wgmma_wait(1)  # the previous step's operands are free again
 
@@ -148,26 +151,15 @@ def _build(T_pad, V_pad, D_pad, G, limit, dtype, ldt, *, block_cols, num_buffers
             return z_y + jnp.sum(jnp.where(row == col + g * bv, x, 0.0), axis=1)
 
         z_y = lax.fori_loop(0, G, target_tile, cast(jnp.zeros((bt,), jnp.float32), rows_l))
-        z_b = lax.broadcast_in_dim(z_y, (bt, bv), [0])
         y_b = lax.broadcast_in_dim(y, (bt, bv), [0])
 
         def vocab_tile(j, carry):
-            row_max, sum_exp, n_gt, n_eq = carry
             x = tile_logits(G + j)
             c = col + j * bv
             fresh = c < limit
-            counted = fresh & (c != y_b)
-            x = jnp.where(fresh, x, -jnp.inf)
-            new_max = jnp.maximum(row_max, jnp.max(x, axis=1))
-            shift = jnp.where(new_max == -jnp.inf, 0.0, new_max)
-            shift_b = lax.broadcast_in_dim(shift, (bt, bv), [0])
-            sum_exp = sum_exp * jnp.exp(row_max - shift) + jnp.sum(jnp.exp(x - shift_b), axis=1)
-            n_gt = n_gt + jnp.sum(jnp.where(counted & (x > z_b), 1.0, 0.0), axis=1)
-            n_eq = n_eq + jnp.sum(jnp.where(counted & (x == z_b), 1.0, 0.0), axis=1)
-            return new_max, sum_exp, n_gt, n_eq
+            return fold_tile(carry, x, fresh, fresh & (c != y_b), z_y)
 
-        init = (cast(jnp.full((bt,), -jnp.inf, jnp.float32), rows_l),
-                *(cast(jnp.zeros((bt,), jnp.float32), rows_l) for _ in range(3)))
+        init = tuple(cast(a, rows_l) for a in init_carry((bt,), jnp.float32))
         results = (z_y, *lax.fori_loop(0, nv, vocab_tile, init))
         for q, value in enumerate(results):
             out_s.at[q][...] = value
@@ -185,7 +177,7 @@ def _build(T_pad, V_pad, D_pad, G, limit, dtype, ldt, *, block_cols, num_buffers
         plgpu.SMEM((5, bt), jnp.float32),
         plgpu.Barrier(num_barriers=1),
     ]
-    if interpret:
+    if interpret and not INTERPRETER_READS_TRANSPOSED_REFS:
         scratch.append(plgpu.SMEM((bk, bv), dtype))
     return plgpu.kernel(
         body,
@@ -220,15 +212,13 @@ def fused_token_stats_mgpu(hidden_TxD, head_VxD, targets_T, bias_V=None, *, voca
     h = _pad_to(_pad_to(hidden_TxD, 0, bt), 1, BLOCK_K)
     w = _pad_to(_pad_to(head_VxD, 0, bv), 1, BLOCK_K)
     T_pad, D_pad = h.shape
-    n_blocks = T_pad // bt
-    group = lambda a: _pad_to(_pad_to(a, 0, bt).reshape(n_blocks, bt, *a.shape[1:]), 1, G * bv)
-    wy_g = _pad_to(group(wy), 2, BLOCK_K).reshape(n_blocks, G, bv, D_pad)
-    by_g = group(by).reshape(n_blocks, G, bv)
+    wy_g = _pad_to(grouped_target_rows(wy, bt, bv), 3, BLOCK_K)
+    by_g = grouped_target_rows(by, bt, bv)
     call = _build(T_pad, w.shape[0], D_pad, G, limit, h.dtype, ldt, block_cols=bv,
                   num_buffers=num_buffers, interpret=interpret)
     out = call(_pad_to(targets_T, 0, bt), h, wy_g, by_g, w, _pad_to(bias_V, 0, bv))[:, :T]
     z_y, row_max, sum_exp, n_gt, n_eq = out
-    stats = finalize(z_y, row_max, sum_exp, n_gt.astype(jnp.int32), n_eq.astype(jnp.int32) + 1,
+    stats = finalize(z_y, row_max, sum_exp, n_gt.astype(jnp.int32), n_eq.astype(jnp.int32),
                      targets_T, limit)
     if return_lse:
         return stats, row_max + jnp.log(sum_exp)

@@ -19,9 +19,10 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
+from .fold import fold_tile
 from .fused_common import (
     diagonal_targets,
-    fold_tile,
+    grouped_target_rows,
     prepare_fused,
     target_rows,
     tile_logits,
@@ -89,12 +90,8 @@ def fused_token_stats_tpu(hidden_TxD, head_VxD, targets_T, bias_V=None, *, vocab
 
     # Target head rows per row block, in G zero-padded groups of bv rows: [n_rows, G, bv, D].
     wy, by = target_rows(head_VxD, bias_V, targets_T, limit)
-    pad = lambda a: jnp.pad(a, [(0, n_rows * bt - T)] + [(0, 0)] * (a.ndim - 1))
-    group = lambda a: jnp.pad(
-        pad(a).reshape(n_rows, bt, *a.shape[1:]),
-        [(0, 0), (0, G * bv - bt)] + [(0, 0)] * (a.ndim - 1),
-    ).reshape(n_rows, G, bv, *a.shape[1:])
-    wy_g, by_g = group(wy), group(by).reshape(n_rows, G, 1, bv)
+    wy_g = grouped_target_rows(wy, bt, bv)
+    by_g = grouped_target_rows(by, bt, bv).reshape(n_rows, G, 1, bv)
 
     kernel = functools.partial(_kernel, limit=limit, block_cols=bv, n_blocks=n_blocks, ldt=ldt,
                                precision=precision)
@@ -124,7 +121,7 @@ def fused_token_stats_tpu(hidden_TxD, head_VxD, targets_T, bias_V=None, *, vocab
         name="rce_fused_token_stats",
     )(targets_T[:, None], hidden_TxD, wy_g, by_g, head_VxD, bias_V[None, :])
     z_y, row_max, sum_exp = z_y[:, 0], row_max[:, 0], sum_exp[:, 0]
-    out = finalize(z_y, row_max, sum_exp, n_gt[:, 0], n_eq[:, 0] + 1, targets_T, limit)
+    out = finalize(z_y, row_max, sum_exp, n_gt[:, 0], n_eq[:, 0], targets_T, limit)
     if return_lse:
         return out, row_max + jnp.log(sum_exp)
     return out

@@ -29,12 +29,18 @@ from .rank_sums import batch_rank_sums
 from .reference import gather_target_logits
 
 
-def batch_terms(logp_T, rank_T, ties_T, mask_T, vocab_size):
+def batch_terms(logp_T, rank_T, ties_T, mask_T, vocab_size, axis=None):
     """``(CE, Conf, ratio_T = q_e / p_e per token, N as float32)`` of one batch. An all-masked
-    batch has CE = Conf = 0."""
+    batch has CE = Conf = 0. With ``axis`` (inside ``rce_kernels.shard_rows``) the rows are one
+    device's share: the per-rank sums, the token count and the log-likelihood sum are
+    ``psum``-ed over ``axis``, so every device gets the whole batch's terms."""
     sums = batch_rank_sums(logp_T, rank_T, ties_T, mask_T, vocab_size=vocab_size)
-    n_f = jnp.maximum(jnp.sum(mask_T, dtype=jnp.int32), 1).astype(jnp.float32)
-    ce = -jnp.sum(jnp.where(mask_T, logp_T, 0.0)) / n_f
+    n = jnp.sum(mask_T, dtype=jnp.int32)
+    sum_logp = jnp.sum(jnp.where(mask_T, logp_T, 0.0))
+    if axis is not None:
+        sums, n, sum_logp = jax.lax.psum((sums, n, sum_logp), axis)
+    n_f = jnp.maximum(n, 1).astype(jnp.float32)
+    ce = -sum_logp / n_f
     count = sums.count_V.astype(jnp.float32)
     occupied = sums.count_V > 0
     mean_V = jnp.where(occupied, sums.sum_logp_V / jnp.maximum(count, 1.0), -jnp.inf)
@@ -50,22 +56,31 @@ def _token_weights(g_ce, g_conf, ratio_T, mask_T, n_f):
 
 
 # ---- materialised logits -----------------------------------------------------------------
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def ce_conf(logits_TxV, targets_T, mask_T, vocab_limit=None, impl="auto"):
-    """``(CE, Conf)`` of logits [T, V] over the tokens where ``mask_T``; gradient: module doc."""
-    return _ce_conf_fwd(logits_TxV, targets_T, mask_T, vocab_limit, impl)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def ce_conf(logits_TxV, targets_T, mask_T, vocab_limit=None, impl="auto", axis=None):
+    """``(CE, Conf)`` of logits [T, V] over the tokens where ``mask_T``; gradient: module doc.
+    ``axis``: the mesh axis the rows are split over (inside ``rce_kernels.shard_rows``)."""
+    return _ce_conf_fwd(logits_TxV, targets_T, mask_T, vocab_limit, impl, axis)[0]
 
 
-def _ce_conf_fwd(logits_TxV, targets_T, mask_T, vocab_limit, impl):
+def _ce_conf_fwd(logits_TxV, targets_T, mask_T, vocab_limit, impl, axis):
     limit = logits_TxV.shape[1] if vocab_limit is None else vocab_limit
     logp, rank, ties = token_stats(logits_TxV, targets_T, vocab_limit=vocab_limit, impl=impl)
-    ce, conf, ratio, n_f = batch_terms(logp, rank, ties, mask_T, limit)
+    ce, conf, ratio, n_f = batch_terms(logp, rank, ties, mask_T, limit, axis)
     lse = gather_target_logits(logits_TxV, targets_T, limit).astype(jnp.float32) - logp
     return (ce, conf), (logits_TxV, targets_T, mask_T, lse, ratio, n_f)
 
 
-def _ce_conf_bwd(vocab_limit, impl, res, cotangents):
+def _psum_transpose(cotangents, axis):
+    """The backward of the forward's hidden ``psum`` over ``axis``: under ``shard_map`` (as
+    ``rce_kernels.shard_rows`` calls it) each device receives its share of the replicated
+    outputs' cotangent, and the transpose of ``psum`` is ``psum``."""
+    return cotangents if axis is None else jax.lax.psum(cotangents, axis)
+
+
+def _ce_conf_bwd(vocab_limit, impl, axis, res, cotangents):
     del impl
+    cotangents = _psum_transpose(cotangents, axis)
     logits_TxV, targets_T, mask_T, lse, ratio, n_f = res
     w = _token_weights(*cotangents, ratio, mask_T, n_f)
     V = logits_TxV.shape[1]
@@ -80,28 +95,31 @@ ce_conf.defvjp(_ce_conf_fwd, _ce_conf_bwd)
 
 
 # ---- fused LM head ----------------------------------------------------------------------
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
 def ce_conf_fused(hidden_TxD, head_VxD, bias_V, targets_T, mask_T, vocab_limit=None,
-                  logits_dtype=None, impl="auto"):
+                  logits_dtype=None, impl="auto", axis=None):
     """``(CE, Conf)`` of the logits ``hidden @ head.T + bias`` (``fused_common`` semantics),
     differentiable in hidden, head and bias (head/bias gradients accumulated in float32)."""
     return _ce_conf_fused_fwd(hidden_TxD, head_VxD, bias_V, targets_T, mask_T, vocab_limit,
-                              logits_dtype, impl)[0]
+                              logits_dtype, impl, axis)[0]
 
 
 def _ce_conf_fused_fwd(hidden_TxD, head_VxD, bias_V, targets_T, mask_T, vocab_limit,
-                       logits_dtype, impl):
+                       logits_dtype, impl, axis):
     limit = head_VxD.shape[0] if vocab_limit is None else vocab_limit
     (logp, rank, ties), lse = fused_token_stats(
         hidden_TxD, head_VxD, targets_T, bias_V=bias_V, vocab_limit=vocab_limit,
         logits_dtype=logits_dtype, impl=impl, return_lse=True,
     )
-    ce, conf, ratio, n_f = batch_terms(logp, rank, ties, mask_T, limit)
+    ce, conf, ratio, n_f = batch_terms(logp, rank, ties, mask_T, limit, axis)
     return (ce, conf), (hidden_TxD, head_VxD, bias_V, targets_T, mask_T, lse, ratio, n_f)
 
 
-def _ce_conf_fused_bwd(vocab_limit, logits_dtype, impl, res, cotangents):
+def _ce_conf_fused_bwd(vocab_limit, logits_dtype, impl, axis, res, cotangents):
+    # Head and bias gradients are this device's partial sums; shard_map's transpose adds them
+    # up over `axis` for the replicated head (tests: 8 devices give one device's gradients).
     del impl
+    cotangents = _psum_transpose(cotangents, axis)
     hidden_TxD, head_VxD, bias_V, targets_T, mask_T, lse, ratio, n_f = res
     w = _token_weights(*cotangents, ratio, mask_T, n_f)
     d_hidden, d_head, d_bias = fused_logits_backward_xla(

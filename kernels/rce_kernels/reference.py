@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .fold import fold_tile, init_carry
+
 # Vocabulary columns per step of the streaming pass. The pass never holds more than a
 # [T, DEFAULT_CHUNK] float32 block of upcast logits; see BUILD_NOTES.md for measured peaks.
 DEFAULT_CHUNK = 4096
@@ -60,7 +62,8 @@ def resolve_vocab_limit(vocab_size: int, vocab_limit: int | None) -> int:
 def finalize(z_y, row_max, sum_exp, n_greater, n_equal, targets_T, vocab_limit):
     """Shared epilogue: log-probability and the invalid-row flags (one place for every impl).
 
-    ``n_equal`` counts the target itself, so ``ties = n_equal - 1``.
+    ``n_equal`` counts the entries equal to the target logit other than the target itself
+    (``fold.py``'s one tie convention), so ``ties = n_equal``.
     """
     valid_target = (targets_T >= 0) & (targets_T < vocab_limit)
     lse = row_max + jnp.log(sum_exp)
@@ -68,7 +71,7 @@ def finalize(z_y, row_max, sum_exp, n_greater, n_equal, targets_T, vocab_limit):
     bad = ~valid_target | jnp.isnan(logp)
     logp = jnp.where(valid_target, logp, jnp.nan)
     rank = jnp.where(bad, -1, n_greater).astype(jnp.int32)
-    ties = jnp.where(bad, -1, n_equal - 1).astype(jnp.int32)
+    ties = jnp.where(bad, -1, n_equal).astype(jnp.int32)
     return TokenStats(logp, rank, ties)
 
 
@@ -78,22 +81,6 @@ def gather_target_logits(logits_TxV, targets_T, vocab_limit):
     safe = jnp.where(valid, targets_T, 0).astype(jnp.int32)
     z_y = jnp.take_along_axis(logits_TxV, safe[:, None], axis=1)[:, 0]
     return z_y.astype(compute_dtype(logits_TxV.dtype))
-
-
-def online_update(carry, block_TxC, z_y_T):
-    """One streaming step: fold a block of (already upcast, already masked to -inf where not
-    part of this step) logits into the running max, rescaled sum of exponentials and counts."""
-    row_max, sum_exp, n_greater, n_equal = carry
-    new_max = jnp.maximum(row_max, jnp.max(block_TxC, axis=1))
-    # A row whose entries so far are all -inf keeps max -inf; shift by 0 there to avoid
-    # (-inf) - (-inf) = NaN. A +inf or NaN entry still poisons the row, as it must.
-    shift = jnp.where(new_max == -jnp.inf, 0.0, new_max)
-    sum_exp = sum_exp * jnp.exp(row_max - shift) + jnp.sum(
-        jnp.exp(block_TxC - shift[:, None]), axis=1
-    )
-    n_greater = n_greater + jnp.sum(block_TxC > z_y_T[:, None], axis=1, dtype=jnp.int32)
-    n_equal = n_equal + jnp.sum(block_TxC == z_y_T[:, None], axis=1, dtype=jnp.int32)
-    return new_max, sum_exp, n_greater, n_equal
 
 
 def as_sliceable(logits):
@@ -134,24 +121,15 @@ def token_stats_xla(logits_TxV, targets_T, *, vocab_limit=None, chunk=DEFAULT_CH
 
     def body(i, carry):
         # The last chunk is clamped to end at `limit`; columns an earlier chunk already
-        # covered are masked out, so V needs no padding (and no copy).
+        # covered are not fresh, so V needs no padding (and no copy).
         start = jnp.minimum(i * width, limit - width)
         block = upcast(lax.dynamic_slice_in_dim(source, start, width, axis=1), logits_TxV.dtype)
-        fresh = (start + jnp.arange(width)) >= i * width
-        block = jnp.where(fresh[None, :], block, -jnp.inf)
-        # Masked columns are -inf: never greater than z_y; equal only when z_y is -inf,
-        # so the equality count must exclude them explicitly.
-        row_max, sum_exp, n_greater, n_equal = online_update(carry, block, z_y)
-        stale_eq = jnp.sum(~fresh) * (z_y == -jnp.inf)
-        return row_max, sum_exp, n_greater, n_equal - stale_eq.astype(jnp.int32)
+        col = start + lax.broadcasted_iota(jnp.int32, (T, width), 1)
+        fresh = col >= i * width
+        return fold_tile(carry, block, fresh, fresh & (col != targets_T[:, None]), z_y)
 
-    init = (
-        jnp.full((T,), -jnp.inf, cdt),
-        jnp.zeros((T,), cdt),
-        jnp.zeros((T,), jnp.int32),
-        jnp.zeros((T,), jnp.int32),
-    )
-    row_max, sum_exp, n_greater, n_equal = lax.fori_loop(0, n_chunks, body, init)
+    carry = lax.fori_loop(0, n_chunks, body, init_carry((T,), dtype=cdt))
+    row_max, sum_exp, n_greater, n_equal = carry
     return finalize(z_y, row_max, sum_exp, n_greater, n_equal, targets_T, limit)
 
 
@@ -167,6 +145,7 @@ def token_stats_naive(logits_TxV, targets_T, *, vocab_limit=None):
     row_max = jnp.max(z, axis=1)
     shift = jnp.where(row_max == -jnp.inf, 0.0, row_max)
     sum_exp = jnp.sum(jnp.exp(z - shift[:, None]), axis=1)
+    other = jnp.arange(limit)[None, :] != targets_T[:, None]  # fold.py's tie convention
     n_greater = jnp.sum(z > z_y[:, None], axis=1, dtype=jnp.int32)
-    n_equal = jnp.sum(z == z_y[:, None], axis=1, dtype=jnp.int32)
+    n_equal = jnp.sum(other & (z == z_y[:, None]), axis=1, dtype=jnp.int32)
     return finalize(z_y, row_max, sum_exp, n_greater, n_equal, targets_T, limit)

@@ -2,9 +2,9 @@
 
 One pass over the materialised logits. Each program (one warpgroup, ``block_rows`` rows) streams
 its rows' vocabulary through a ring of ``num_buffers`` shared-memory tiles filled by TMA copies,
-and keeps per row a running max, a rescaled sum of exponentials and the counts of entries
-greater than / equal to the target logit, which XLA gathered beforehand (exact: it is read from
-the row). The shared epilogue ``reference.finalize`` turns these into ``(logp, rank, ties)``.
+and folds each tile into the row statistics with ``fold.fold_tile`` (the same update as the
+pure-JAX reference; counts in float32), against the target logit, which XLA gathered beforehand
+(exact: it is read from the row), and the target column (never counted against itself). The shared epilogue ``reference.finalize`` turns these into ``(logp, rank, ties)``.
 
 Why Mosaic GPU and not Triton: see BUILD_NOTES.md, kernels section (Triton lowering is deprecated in JAX 0.11
 and Mosaic GPU is its default Pallas GPU backend; TMA + mbarrier pipelining is Hopper's way to
@@ -31,7 +31,6 @@ casts, which only steer register layouts on the device, are skipped there).
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -39,18 +38,20 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
+from .fold import fold_tile, init_carry
 from .reference import TokenStats, finalize, gather_target_logits, resolve_vocab_limit
+from .support import (
+    GPU_BLOCK_COLS,
+    GPU_BLOCK_ROWS,
+    Problem,
+    UnsupportedShapeError,
+    gpu_token_stats_reason,
+    row_group,
+)
 
-SUPPORTED_DTYPES = (jnp.bfloat16, jnp.float16, jnp.float32)
-DEFAULT_BLOCK_ROWS = 64  # one warpgroup in the WGMMA register layout: a multiple of 64
-DEFAULT_BLOCK_COLS = 136  # 272 / 544 bytes per row: conflict-free WGMMA-layout loads (see above)
+DEFAULT_BLOCK_ROWS = GPU_BLOCK_ROWS  # one warpgroup in the WGMMA register layout
+DEFAULT_BLOCK_COLS = GPU_BLOCK_COLS  # 272 / 544 bytes per row: conflict-free loads (see above)
 DEFAULT_NUM_BUFFERS = 4
-MAX_COUNT = 1 << 24  # counts are accumulated in float32: exact below 2**24
-
-
-class UnsupportedShapeError(ValueError):
-    """A Pallas kernel cannot take this input; the message says why (``impl="auto"`` then
-    falls back to the XLA path)."""
 
 
 def interpret_params():
@@ -65,41 +66,20 @@ def interpret_params():
     return InterpretGPUParams()
 
 
-def row_group(vocab_size: int, itemsize: int) -> int:
-    """Rows per super-row so that the super-row stride is a multiple of 16 bytes (TMA)."""
-    return 16 // math.gcd(16, vocab_size * itemsize)
-
-
 def padded_rows(rows: int) -> int:
     """Length of the small per-row arrays: rounded up so that their TMA strides are aligned."""
     return -(-rows // 8) * 8
 
 
 def check_supported(shape, dtype, vocab_limit, *, block_rows, block_cols, interpret) -> None:
-    """Raise UnsupportedShapeError naming the constraint this input breaks."""
+    """Raise UnsupportedShapeError naming the constraint this input breaks
+    (``support.gpu_token_stats_reason``)."""
     T, V = shape
-    dtype = jnp.dtype(dtype)
-    if dtype not in tuple(map(jnp.dtype, SUPPORTED_DTYPES)):
-        raise UnsupportedShapeError(f"the GPU kernel takes bf16, f16 or f32 logits, not {dtype}")
-    limit = resolve_vocab_limit(V, vocab_limit)
-    if limit >= MAX_COUNT:
-        raise UnsupportedShapeError(f"vocabulary {limit} too large for float32 counts")
-    if not interpret and block_rows % 64:
-        raise UnsupportedShapeError(f"block_rows={block_rows} must be a multiple of 64 on GPU")
-    if block_cols % 8 or not 8 <= block_cols <= 256:
-        raise UnsupportedShapeError(f"block_cols={block_cols} must be a multiple of 8 in [8, 256]")
-    k = row_group(V, dtype.itemsize)
-    if T % k:
-        raise UnsupportedShapeError(
-            f"a row of {V} {dtype} logits is {V * dtype.itemsize} bytes, not a multiple of 16, so "
-            f"the kernel streams groups of {k} rows and needs T % {k} == 0 (got T={T})"
-        )
-    if T // k < block_rows:
-        raise UnsupportedShapeError(
-            f"T={T} gives {T // k} (super-)rows, fewer than block_rows={block_rows}"
-        )
-    if k * V < block_cols:
-        raise UnsupportedShapeError(f"vocabulary {V} narrower than block_cols={block_cols}")
+    reason = gpu_token_stats_reason(Problem(T, V, jnp.dtype(dtype).name, vocab_limit),
+                                    block_rows=block_rows, block_cols=block_cols,
+                                    interpret=interpret)
+    if reason is not None:
+        raise UnsupportedShapeError(reason)
 
 
 def _build_kernel(T, V, limit, dtype, *, block_rows, block_cols, num_buffers, approx_math,
@@ -117,7 +97,8 @@ def _build_kernel(T, V, limit, dtype, *, block_rows, block_cols, num_buffers, ap
     def cast(x, lay):  # register layouts only exist on the device
         return x if interpret else plgpu.layout_cast(x, lay)
 
-    def body(zy_gmem, x_gmem, out_gmem, tiles, ready, zy_smem, out_smem, zy_ready):
+    def body(zy_gmem, y_gmem, x_gmem, out_gmem, tiles, ready, zy_smem, y_smem, out_smem,
+             zy_ready):
         r0 = jnp.minimum(lax.axis_index("rows") * bt, rows - bt)
 
         def tile_start(step):
@@ -132,41 +113,33 @@ def _build_kernel(T, V, limit, dtype, *, block_rows, block_cols, num_buffers, ap
             )
 
         plgpu.copy_gmem_to_smem(zy_gmem.at[:, pl.ds(r0, bt)], zy_smem, zy_ready.at[0])
+        plgpu.copy_gmem_to_smem(y_gmem.at[:, pl.ds(r0, bt)], y_smem, zy_ready.at[0])
         for step in range(nbuf):
             fetch(step)
         plgpu.barrier_wait(zy_ready.at[0])
 
         def segment(seg, _):
             zy = cast(zy_smem.at[seg][...], row_layout)
-            zy_b = lax.broadcast_in_dim(zy, (bt, bv), [0])
+            y_b = lax.broadcast_in_dim(cast(y_smem.at[seg][...], row_layout), (bt, bv), [0])
 
             def tile(j, carry):
-                row_max, sum_exp, n_gt, n_eq = carry
                 step = seg * nv + j
                 slot = lax.rem(step, nbuf)
                 plgpu.barrier_wait(ready.at[slot])
                 x = cast(tiles.at[slot][...], layout).astype(jnp.float32)
                 _, _, c0 = tile_start(step)
                 col = cast(lax.broadcasted_iota(jnp.int32, (bt, bv), 1), layout) + (c0 - seg * V)
-                valid = (col >= j * bv) & (col < limit)
-                x = jnp.where(valid, x, -jnp.inf)
-                new_max = jnp.maximum(row_max, jnp.max(x, axis=1))
-                shift = jnp.where(new_max == -jnp.inf, 0.0, new_max)
-                shift_b = lax.broadcast_in_dim(shift, (bt, bv), [0])
-                sum_exp = sum_exp * jnp.exp(row_max - shift) + jnp.sum(jnp.exp(x - shift_b), axis=1)
-                n_gt = n_gt + jnp.sum(jnp.where(x > zy_b, 1.0, 0.0), axis=1)
-                n_eq = n_eq + jnp.sum(jnp.where(valid & (x == zy_b), 1.0, 0.0), axis=1)
+                fresh = (col >= j * bv) & (col < limit)
+                counted = fresh & (col != y_b)
+                new_carry = fold_tile(carry, x, fresh, counted, zy)
 
                 @pl.when(step + nbuf < n_steps)
                 def _():
                     fetch(step + nbuf)
 
-                return new_max, sum_exp, n_gt, n_eq
+                return new_carry
 
-            init = (
-                cast(jnp.full((bt,), -jnp.inf, jnp.float32), row_layout),
-                *(cast(jnp.zeros((bt,), jnp.float32), row_layout) for _ in range(3)),
-            )
+            init = tuple(cast(a, row_layout) for a in init_carry((bt,), jnp.float32))
             for q, value in enumerate(lax.fori_loop(0, nv, tile, init)):
                 out_smem.at[q, seg][...] = value
             return 0
@@ -180,8 +153,9 @@ def _build_kernel(T, V, limit, dtype, *, block_rows, block_cols, num_buffers, ap
         plgpu.SMEM((nbuf, bt, bv), dtype),
         plgpu.Barrier(num_barriers=nbuf),
         plgpu.SMEM((k, bt), jnp.float32),
+        plgpu.SMEM((k, bt), jnp.int32),
         plgpu.SMEM((4, k, bt), jnp.float32),
-        plgpu.Barrier(num_barriers=1),
+        plgpu.Barrier(num_arrivals=2, num_barriers=1),
     ]
     return plgpu.kernel(
         body,
@@ -219,8 +193,9 @@ def token_stats_mgpu(logits_TxV, targets_T, *, vocab_limit=None, block_rows=DEFA
                             approx_math=approx_math, interpret=interpret)
     # Row t = k * a + s of the logits is segment s of super-row a.
     rows = T // k
-    zy_KxR = jnp.pad(z_y.reshape(rows, k).T, ((0, 0), (0, padded_rows(rows) - rows)))
-    out = call(zy_KxR, logits_TxV.reshape(rows, k * V))
+    to_KxR = lambda a: jnp.pad(a.reshape(rows, k).T, ((0, 0), (0, padded_rows(rows) - rows)))
+    out = call(to_KxR(z_y), to_KxR(targets_T),
+               logits_TxV.reshape(rows, k * V))
     row_max, sum_exp, n_gt, n_eq = (q[:, :rows].T.reshape(T) for q in out)
     return finalize(z_y, row_max, sum_exp, n_gt.astype(jnp.int32), n_eq.astype(jnp.int32),
                     targets_T, limit)

@@ -4,7 +4,8 @@ Grid ``(row blocks, vocabulary blocks)``; the vocabulary is the reduction ("arbi
 the running max, rescaled sum of exponentials and the two counts live in VMEM scratch between its
 steps. Blocks are ``(block_rows, block_cols)`` with the (8, 128) tiling (16 rows for 2-byte
 types); neither needs to divide T or V: Pallas pads the edge blocks, the padded columns are masked
-here and padded rows are never written back. The target logit is gathered by XLA beforehand
+here and padded rows are never written back; the target's own column is not counted
+(``fold.py``). The target logit is gathered by XLA beforehand
 (exact) and the shared epilogue ``reference.finalize`` produces ``(logp, rank, ties)``.
 """
 
@@ -18,7 +19,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
-from .fused_common import fold_tile
+from .fold import fold_tile
 from .reference import TokenStats, finalize, gather_target_logits, resolve_vocab_limit
 
 DEFAULT_BLOCK_ROWS = 256
@@ -46,7 +47,7 @@ def init_scratch(m_ref, s_ref, gt_ref, eq_ref):
     eq_ref[...] = jnp.zeros(eq_ref.shape, jnp.int32)
 
 
-def _kernel(zy_ref, x_ref, m_out, s_out, gt_out, eq_out, m_sc, s_sc, gt_sc, eq_sc, *, limit,
+def _kernel(zy_ref, y_ref, x_ref, m_out, s_out, gt_out, eq_out, m_sc, s_sc, gt_sc, eq_sc, *, limit,
             block_cols, n_blocks):
     j = pl.program_id(1)
 
@@ -57,8 +58,8 @@ def _kernel(zy_ref, x_ref, m_out, s_out, gt_out, eq_out, m_sc, s_sc, gt_sc, eq_s
     x = x_ref[...].astype(jnp.float32)
     col = j * block_cols + lax.broadcasted_iota(jnp.int32, x.shape, 1)
     carry = (m_sc[...], s_sc[...], gt_sc[...], eq_sc[...])
-    valid = col < limit
-    carry = fold_tile(carry, x, valid, valid, zy_ref[...])
+    fresh = col < limit
+    carry = fold_tile(carry, x, fresh, fresh & (col != y_ref[...]), zy_ref[...])
     for ref, value in zip((m_sc, s_sc, gt_sc, eq_sc), carry):
         ref[...] = value
 
@@ -88,6 +89,7 @@ def token_stats_tpu(logits_TxV, targets_T, *, vocab_limit=None, block_rows=DEFAU
         grid=(pl.cdiv(T, bt), n_blocks),
         in_specs=[
             pl.BlockSpec((bt, 1), lambda i, j: (i, 0)),
+            pl.BlockSpec((bt, 1), lambda i, j: (i, 0)),
             pl.BlockSpec((bt, bv), lambda i, j: (i, j)),
         ],
         out_specs=[pl.BlockSpec((bt, 1), lambda i, j: (i, 0)) for _ in range(4)],
@@ -96,5 +98,5 @@ def token_stats_tpu(logits_TxV, targets_T, *, vocab_limit=None, block_rows=DEFAU
         compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary")),
         interpret=interpret,
         name="rce_token_stats",
-    )(z_y[:, None], logits_TxV)
+    )(z_y[:, None], targets_T[:, None], logits_TxV)
     return finalize(z_y, row_max[:, 0], sum_exp[:, 0], n_gt[:, 0], n_eq[:, 0], targets_T, limit)

@@ -56,7 +56,8 @@ def register(sub, name):
     p.add_argument("--context-length", type=int, required=True, help="window length L (tokens)")
     p.add_argument("--batch-size", type=int, default=8, help="global rows per step (default 8)")
     p.add_argument("--max-tokens", type=int, help="stop after the document that reaches N scored tokens")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
+                   help="model dtype (default auto: the checkpoint's own, as transformers loads it)")
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--impl", default="auto", help="token-stats implementation (auto, xla, pallas, ...)")
     p.add_argument("--no-fused", action="store_true",

@@ -17,7 +17,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import rce_kernels
 from flax import nnx
 from tqdm.auto import tqdm
 
@@ -31,7 +30,10 @@ from .profile import ProfileStats
 from .resume import EvalState
 from ..preempt import preemption_guard
 from ..sharding import DATA, check_hosts_agree, shard_batch
-from .step import ScoreOptions, score_batch
+from .step import ScoreOptions, kernel_plan, score_batch
+
+EVAL_DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: models.stored_dtype
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
@@ -41,7 +43,7 @@ class EvalConfig:
     context_length: int
     batch_size: int = 8  # global rows per step
     max_tokens: int | None = None  # stop after the document that reaches this many tokens
-    dtype: str = "float32"  # the model's computation and parameter dtype
+    dtype: str = "auto"  # the model's computation and parameter dtype; auto: the checkpoint's
     impl: str = "auto"  # token-stats implementation (rce_kernels.available_impls())
     fused: bool = True  # statistics from hidden states and head, never writing [T, V] logits
     # "model": every head row; "tokenizer": only the tokenizer's entries, in the softmax as well
@@ -72,8 +74,8 @@ class EvalConfig:
                 raise ValueError(f"{flag} must be positive, got {value}")
         if self.rank_vocab not in ("model", "tokenizer"):
             raise ValueError(f"--rank-vocab must be 'model' or 'tokenizer', got {self.rank_vocab!r}")
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"--dtype must be float32 or bfloat16, got {self.dtype!r}")
+        if self.dtype not in EVAL_DTYPES:
+            raise ValueError(f"--dtype must be one of {', '.join(EVAL_DTYPES)}, got {self.dtype!r}")
         if self.bootstrap == 1 or self.bootstrap < 0:
             raise ValueError(f"--bootstrap takes 0 (none) or at least 2 replicates, got {self.bootstrap}")
         if not 0.0 < self.bootstrap_level < 1.0:
@@ -205,12 +207,15 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     run of the same settings is resumed. The result file appears only when the run is complete;
     with ``save_stats`` its RankStats file (``stats_path``) is written beside it.
     """
-    from ..models import from_pretrained, param_counts
+    from ..models import from_pretrained, param_counts, stored_dtype
     from ..models.loading import TOKENIZER_FILES, load_tokenizer, resolve_model_dir
     from ..sharding import make_mesh
 
     def has_tokenizer(folder) -> bool:
         return any(os.path.exists(os.path.join(folder, f)) for f in TOKENIZER_FILES)
+
+    if config.dtype == "auto":  # the checkpoint's own dtype, as transformers and lm-eval load it
+        config = dataclasses.replace(config, dtype=stored_dtype(model_path))
 
     model_name = model_name or default_model_name(model_path)
     if tokenizer_path is not None and not has_tokenizer(tokenizer_path):
@@ -276,11 +281,16 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
                            logits_dtype="float32" if config.upcast_logits else None,
                            profile_ranks=tuple(config.profile_ranks), profile_top_k=config.profile_top_k,
                            token_outputs=bool(config.bootstrap))
+    # What the step runs on these shapes (under auto, and why a kernel was skipped), from the
+    # same dispatch that runs it; recorded instead of the backend's first choice.
+    graphdef, params = nnx.split(model)
+    first = shard_batch(plan.batch(0).model_inputs(), mesh)
+    ran = kernel_plan(graphdef, params, first, options=options, mesh=mesh)
     settings = {**{k: v for k, v in requested.items() if k not in ("model_path", "corpus_fingerprint")},
                 "batch_size": config.batch_size, "packing": config.packing, "tie_rule": TIE_RULE,
                 "vocab_limit": limit, "detokenizer": config.detokenizer,
                 "tokenizer_path": None if tokenizer_path is None else str(tokenizer_path),
-                "impl": config.impl, "impl_resolved": rce_kernels.resolve_impl(config.impl),
+                "impl": config.impl, "impl_resolved": ran.impl, "impl_skipped": dict(ran.skipped),
                 "tokenizer_fingerprint": tokenized.tokenizer_fingerprint,
                 "fused": config.fused and not config.profile_ranks,
                 # TPUs (and TF32 GPUs) multiply float32 in lower precision unless told otherwise.
@@ -307,7 +317,6 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
             state.save(next_batch)
         state.stop_if_preempted(next_batch, plan.num_batches, writer)
 
-    graphdef, params = nnx.split(model)
     done_before = state.stats.n_tokens
     t2 = time.perf_counter()
     with preemption_guard():

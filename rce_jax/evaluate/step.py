@@ -2,9 +2,10 @@
 
 The model runs under ``jit`` with its parameters sharded by the family's rules and the batch
 sharded on the mesh's ``data`` axis. The token statistics run inside ``shard_map`` over
-``data``: each device scores its own rows (a Pallas kernel is a custom call that XLA cannot
-partition by itself) against the whole LM head, and the per-rank sums are ``psum``-ed, so
-every device and host ends with the same replicated batch sums.
+``data`` (``rce_kernels.shard_rows``, shared with the proxy loss): each device scores its own
+rows (a Pallas kernel is a custom call that XLA cannot partition by itself) against the whole
+LM head, and the per-rank sums are ``psum``-ed, so every device and host ends with the same
+replicated batch sums. ``kernel_plan`` says which implementation the step runs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import jax.numpy as jnp
 import rce_kernels
 from flax import nnx
 from jax.sharding import Mesh
-from jax.sharding import PartitionSpec as P
 from rce_kernels.rank_sums import batch_rank_sums
 
 from ..sharding import DATA
@@ -45,26 +45,30 @@ class ScoreOptions:
 
 
 def _token_sums(hidden_TxE, head_VxE, targets_T, mask_T, *, options: ScoreOptions, compute_dtype,
-                axis: str | None):
-    """Per-rank sums (and profile sums) of one shard of rows; psum over ``axis`` if given."""
+                axis: str | None, record=None):
+    """Per-rank sums (and profile sums) of one shard of rows; psum over ``axis`` if given.
+    ``record`` (a list) receives the ``rce_kernels.KernelPlan`` of what runs."""
     V = head_VxE.shape[0]
     limit = V if options.vocab_limit is None else options.vocab_limit
     logits_dtype = jnp.dtype(options.logits_dtype or compute_dtype)
     targets_T = jnp.where(mask_T, targets_T, 0)
     prof = None
     if options.fused and not options.profile_ranks:
-        stats = rce_kernels.fused_token_stats(
+        stats, plan = rce_kernels.run_fused_token_stats(
             hidden_TxE.astype(compute_dtype), head_VxE.astype(compute_dtype), targets_T,
             vocab_limit=options.vocab_limit, logits_dtype=logits_dtype, impl=options.impl)
     else:
         logits = jnp.einsum("te,ve->tv", hidden_TxE.astype(compute_dtype),
                             head_VxE.astype(compute_dtype),
                             preferred_element_type=jnp.float32).astype(logits_dtype)
-        stats = rce_kernels.token_stats(logits, targets_T, vocab_limit=options.vocab_limit,
-                                        impl=options.impl)
+        stats, plan = rce_kernels.run_token_stats(logits, targets_T,
+                                                  vocab_limit=options.vocab_limit,
+                                                  impl=options.impl)
         if options.profile_ranks:
             prof = profile_sums(logits[:, :limit], stats.rank, mask_T, ranks=options.profile_ranks,
                                 top_k=options.profile_top_k)
+    if record is not None:
+        record.append(plan)
     sums = batch_rank_sums(stats.logp, stats.rank, stats.ties, mask_T, vocab_size=limit)
     tokens = (stats.rank, stats.logp) if options.token_outputs else None
     if axis is not None:
@@ -72,10 +76,8 @@ def _token_sums(hidden_TxE, head_VxE, targets_T, mask_T, *, options: ScoreOption
     return sums, prof, tokens
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "options", "mesh"))
-def score_batch(graphdef, state, batch: dict, *, options: ScoreOptions, mesh: Mesh | None):
-    """``(BatchRankSums, profile sums or None, per-token (rank, log s) or None)`` of one packed
-    batch (see rce_jax.data.Batch); the per-token arrays only with ``options.token_outputs``."""
+def _score(graphdef, state, batch: dict, *, options: ScoreOptions, mesh: Mesh | None,
+           record=None):
     model = nnx.merge(graphdef, state)
     hidden_BxLxE = model.hidden_states(batch["input_ids"], positions_BxL=batch["positions"],
                                        segment_ids_BxL=batch["segment_ids"])
@@ -85,14 +87,27 @@ def score_batch(graphdef, state, batch: dict, *, options: ScoreOptions, mesh: Me
     E = hidden_BxLxE.shape[-1]
     args = (hidden_BxLxE.reshape(-1, E), head_VxE, batch["target_ids"].reshape(-1),
             batch["score_mask"].reshape(-1))
-    fn = functools.partial(_token_sums, options=options, compute_dtype=model.dtype)
-    if mesh is None:
-        return fn(*args, axis=None)
-    rows = P(DATA)
-    # check_vma=False: the kernels' loop carries start from constants, which the checker types
-    # as invariant across 'data' while the loop makes them vary; the sums are psum-ed over
-    # 'data', so P() (replicated) holds for them; per-token outputs stay sharded by rows.
-    sharded = jax.shard_map(functools.partial(fn, axis=DATA), mesh=mesh,
-                            in_specs=(P(DATA, None), P(), rows, rows), out_specs=(P(), P(), rows),
-                            check_vma=False)
-    return sharded(*args)
+    fn = functools.partial(_token_sums, options=options, compute_dtype=model.dtype, record=record)
+    # Rows (hidden, targets, mask) split over 'data', the head replicated: rce_kernels.mesh.
+    # Per-token outputs (for the bootstrap) stay split by rows; the sums are psum-ed.
+    return rce_kernels.shard_rows(fn, mesh, DATA, rows=(True, False, True, True),
+                                  out_rows=(False, False, True))(*args)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "options", "mesh"))
+def score_batch(graphdef, state, batch: dict, *, options: ScoreOptions, mesh: Mesh | None):
+    """``(BatchRankSums, profile sums or None, per-token (rank, log s) or None)`` of one packed
+    batch (see rce_jax.data.Batch); the per-token arrays only with ``options.token_outputs``."""
+    return _score(graphdef, state, batch, options=options, mesh=mesh)
+
+
+def kernel_plan(graphdef, state, batch: dict, *, options: ScoreOptions, mesh: Mesh | None):
+    """The ``rce_kernels.KernelPlan`` that ``score_batch`` runs on batches shaped like ``batch``
+    (arrays or ``jax.ShapeDtypeStruct``): the step is traced abstractly (``jax.eval_shape``, no
+    computation) with the same code, shapes and per-device rows, and the token-statistics
+    dispatch reports the plan it executes."""
+    record = []
+    jax.eval_shape(functools.partial(_score, graphdef, options=options, mesh=mesh,
+                                     record=record), state, batch)
+    (plan,) = set(record)
+    return plan

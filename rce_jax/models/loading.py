@@ -147,6 +147,32 @@ def load_state(ckpt: Checkpoint, config: ModelConfig, abstract_state, *, mesh: M
     return nnx.from_flat_state(out)
 
 
+_DTYPE_NAMES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16",
+                "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+def stored_dtype(path: str | os.PathLike, *, cache_dir: str | None = None,
+                 revision: str | None = None) -> str:
+    """The checkpoint's own dtype, as transformers' ``torch_dtype="auto"`` reads it: config.json's
+    ``dtype`` (or older ``torch_dtype``), else the first floating tensor of a safetensors file,
+    else float32. One of ``float32``, ``bfloat16``, ``float16``."""
+    directory = resolve_model_dir(path, cache_dir=cache_dir, revision=revision)
+    with open(os.path.join(directory, "config.json")) as f:
+        hf = json.load(f)
+    for key in ("dtype", "torch_dtype"):
+        name = str(hf.get(key) or "").removeprefix("torch.")
+        if name in _DTYPE_NAMES:
+            return _DTYPE_NAMES[name]
+    single = os.path.join(directory, "model.safetensors")
+    if os.path.exists(single):
+        with open(single, "rb") as f:
+            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        for name, info in header.items():
+            if name != "__metadata__" and info.get("dtype") in _DTYPE_NAMES:
+                return _DTYPE_NAMES[info["dtype"]]
+    return "float32"
+
+
 def from_pretrained(path: str | os.PathLike, *, dtype=jnp.float32, param_dtype=None,
                     mesh: Mesh | None = None, attention_impl: str = "einsum",
                     cache_dir: str | None = None, revision: str | None = None,

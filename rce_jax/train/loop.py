@@ -39,7 +39,7 @@ from .data import TrainStream
 from .evals import build_eval_sets, run_evals, write_training_figures
 from .presets import build_model_config
 from .state import init_state, make_optimizer
-from .step import make_loss_fn, make_train_step, put_batch, resolve_loss
+from .step import loss_kernel_plan, make_loss_fn, make_train_step, put_batch, resolve_loss
 from .tokenizer import get_tokenizer
 
 
@@ -128,11 +128,15 @@ def train(config: TrainConfig, out_dir, *, mesh="auto", progress: bool = True, v
     head, impl = resolve_loss(config.loss, tokens_per_step=tokens_per_step,
                               vocab_size=model_config.vocab_size,
                               num_devices=1 if mesh is None else mesh.size)
-    step_fn = make_train_step(make_loss_fn(graphdef, lam=config.loss.lam, head=head, impl=impl), tx,
+    _plan = loss_kernel_plan(head=head, impl=impl, tokens_per_step=tokens_per_step,
+                             vocab_size=model_config.vocab_size,
+                             hidden_size=model_config.hidden_size, dtype=dtype, mesh=mesh)
+    step_fn = make_train_step(make_loss_fn(graphdef, lam=config.loss.lam, head=head, impl=impl, mesh=mesh), tx,
                               schedule, shardings=shardings, mesh=mesh)
     _say(f"{config.model.preset or 'model'}: {counts['non_embedding']:,} non-embedding / "
          f"{counts['total']:,} parameters, vocabulary {model_config.vocab_size}, "
-         f"{stream.num_tokens:,} training tokens, loss {head} logits with impl={impl}, "
+         f"{stream.num_tokens:,} training tokens, loss {head} logits with impl={impl} "
+         f"(runs {_plan.impl}{', skipped ' + str(dict(_plan.skipped)) if _plan.skipped else ''}), "
          f"{'mesh ' + str(dict(mesh.shape)) if mesh is not None else 'one device'}", verbose)
 
     ckpts = Checkpoints(out / "checkpoints", keep=config.keep)

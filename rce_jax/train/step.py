@@ -12,9 +12,10 @@ XLA pass computes log-sum-exp and both rank counts, whereas the streaming ``xla`
 to bound memory on accelerators) runs slice by slice and was several times slower than
 optax's cross-entropy on CPU; above the limit, the fused head with the streaming loop (memory
 stays O(T * chunk)). On GPU and TPU, materialised logits with the backend's Pallas kernel
-(``impl="auto"``) on one device; on a mesh of several devices the streaming ``xla`` loop, which
-XLA partitions over the batch rows, whereas a Pallas kernel is a custom call that XLA cannot
-partition under plain ``jit``: it would gather the whole logits onto every device.
+(``impl="auto"``), on one device or on a mesh: there the loss runs the kernels per shard of
+rows inside ``shard_map`` (``rce_kernels.shard_rows``, through ``proxy_loss(..., mesh=)``) and
+sums the batch terms over ``data``, since a Pallas kernel is a custom call that XLA cannot
+partition under plain ``jit`` (it would gather the whole logits onto every device).
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import rce_kernels
 from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..losses import ProxyLossAux, proxy_loss, proxy_loss_fused
-from ..sharding import shard_batch
+from ..sharding import DATA, shard_batch
 
 NAIVE_MAX_BYTES = 1 << 30
 BATCH_KEYS = ("input_ids", "target_ids", "segment_ids", "loss_mask")
@@ -43,17 +45,29 @@ def resolve_loss(loss, *, tokens_per_step: int, vocab_size: int, backend: str | 
     if head == "auto":
         big = tokens_per_step * vocab_size * 4 > NAIVE_MAX_BYTES
         head = "fused" if backend == "cpu" and big else "materialised"
+    del num_devices  # the kernels run per shard on a mesh (module doc)
     if impl == "auto" and backend == "cpu":
         impl = "naive" if head == "materialised" else "xla"
-    elif impl == "auto" and num_devices > 1:
-        impl = "xla"
     if head == "fused" and impl == "naive":
         raise ValueError("loss.impl='naive' needs materialised logits (loss.head='materialised')")
     return head, impl
 
 
-def make_loss_fn(graphdef, *, lam: float, head: str, impl: str):
-    """``loss_fn(params, batch) -> (loss, ProxyLossAux)`` of the model ``graphdef``."""
+def loss_kernel_plan(*, head: str, impl: str, tokens_per_step: int, vocab_size: int,
+                     hidden_size: int, dtype, mesh=None):
+    """The ``rce_kernels.KernelPlan`` the loss's token statistics run with: the dispatch's own
+    planner on the rows each device holds (``tokens_per_step`` over the mesh's ``data`` axis)
+    and the logits' (materialised) or operands' (fused) dtype, for the training log."""
+    rows = tokens_per_step // (1 if mesh is None else mesh.shape.get(DATA, 1))
+    if head == "fused":
+        return rce_kernels.plan_fused_token_stats((rows, hidden_size), (vocab_size, hidden_size),
+                                                  dtype, dtype, impl=impl)
+    return rce_kernels.plan_token_stats((rows, vocab_size), dtype, impl=impl)
+
+
+def make_loss_fn(graphdef, *, lam: float, head: str, impl: str, mesh=None):
+    """``loss_fn(params, batch) -> (loss, ProxyLossAux)`` of the model ``graphdef``; on a
+    ``mesh`` the token statistics run per shard of rows (module doc)."""
 
     def loss_fn(params, batch):
         model = nnx.merge(graphdef, params)
@@ -62,11 +76,12 @@ def make_loss_fn(graphdef, *, lam: float, head: str, impl: str):
         w_VxE = w_VxE.astype(h_BxLxE.dtype)
         if head == "fused":
             return proxy_loss_fused(h_BxLxE, w_VxE, batch["target_ids"], batch["loss_mask"],
-                                    lam=lam, bias=bias_V, impl=impl)
+                                    lam=lam, bias=bias_V, impl=impl, mesh=mesh)
         logits = jnp.einsum("ble,ve->blv", h_BxLxE, w_VxE)
         if bias_V is not None:
             logits = logits + bias_V.astype(logits.dtype)
-        return proxy_loss(logits, batch["target_ids"], batch["loss_mask"], lam=lam, impl=impl)
+        return proxy_loss(logits, batch["target_ids"], batch["loss_mask"], lam=lam, impl=impl,
+                          mesh=mesh)
 
     return loss_fn
 
