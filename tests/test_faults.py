@@ -158,19 +158,22 @@ def test_result_that_cannot_be_written_stays_in_the_snapshot(model_and_corpus, t
     """The disk fills during the run (a 256 KB tmpfs with 16 KB left: room for the test write and
     the final snapshot, not for the result): exit 2, one line saying where the statistics are and
     to rerun; after room is made, the same command writes the result without scoring again, equal
-    to an uninterrupted run."""
+    to an uninterrupted run. Without the bootstrap: its final snapshot (replicates x ranks, float64)
+    is larger than the result, so a disk with room for the snapshot but not the result cannot be
+    set up by a fixed margin (docs/robustness.md)."""
     root = model_and_corpus
     whole = tmp_path / "whole"
-    assert main(eval_args(root, whole, "--max-tokens", "400")) == 0
+    assert main(eval_args(root, whole, "--max-tokens", "400", "--bootstrap", "0")) == 0
     with small_tmpfs(tmp_path / "mnt", size="256k") as mnt:
         out = mnt / "results"
         filler = fill(mnt, leave=16 * 1024)
-        assert main(eval_args(root, out, "--max-tokens", "400", "--checkpoint-every", "100000")) == 2
+        assert main(eval_args(root, out, "--max-tokens", "400", "--checkpoint-every", "100000",
+                              "--bootstrap", "0")) == 2
         line = one_line(capsys.readouterr().err)
         assert "cannot write the result" in line and "statistics of all" in line
         assert "rerun the same command to finish" in line and not list(out.glob("*.json"))
         filler.unlink()
-        assert main(eval_args(root, out, "--max-tokens", "400")) == 0
+        assert main(eval_args(root, out, "--max-tokens", "400", "--bootstrap", "0")) == 0
         printed = capsys.readouterr().out
         assert "resuming" in printed
         a, b = result_of(whole)["rank_stats"], result_of(out)["rank_stats"]
