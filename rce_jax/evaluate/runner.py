@@ -148,6 +148,15 @@ def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: Ran
     bar.close()
 
 
+def plan_kernels(plan, graphdef, state, options: ScoreOptions, mesh):
+    """The ``rce_kernels.KernelPlan`` that ``score_plan`` runs on ``plan``'s batches (all of one
+    shape): what runs under ``auto`` and why a kernel was skipped, from the same dispatch that
+    runs it (``step.kernel_plan`` traces the step abstractly on the first batch). Results record
+    this, never the backend's first choice."""
+    first = shard_batch(plan.batch(0).model_inputs(), mesh)
+    return kernel_plan(graphdef, state, first, options=options, mesh=mesh)
+
+
 def _versions() -> dict:
     import flax
     import transformers
@@ -281,11 +290,8 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
                            logits_dtype="float32" if config.upcast_logits else None,
                            profile_ranks=tuple(config.profile_ranks), profile_top_k=config.profile_top_k,
                            token_outputs=bool(config.bootstrap))
-    # What the step runs on these shapes (under auto, and why a kernel was skipped), from the
-    # same dispatch that runs it; recorded instead of the backend's first choice.
     graphdef, params = nnx.split(model)
-    first = shard_batch(plan.batch(0).model_inputs(), mesh)
-    ran = kernel_plan(graphdef, params, first, options=options, mesh=mesh)
+    ran = plan_kernels(plan, graphdef, params, options, mesh)
     settings = {**{k: v for k, v in requested.items() if k not in ("model_path", "corpus_fingerprint")},
                 "batch_size": config.batch_size, "packing": config.packing, "tie_rule": TIE_RULE,
                 "vocab_limit": limit, "detokenizer": config.detokenizer,

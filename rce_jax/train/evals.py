@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import rce_kernels
-
 from ..data import load_corpus, plan_batches, tokenize_corpus
-from ..evaluate import ScoreOptions, score_plan
+from ..evaluate import ScoreOptions, plan_kernels, score_plan
 from ..plots import display_name, file_stem, plot_p_evolution, plot_training_dynamics
 from ..results import build_result
 from ..stats import TIE_RULE, RankStats
@@ -42,12 +40,13 @@ def run_evals(eval_sets, graphdef, params, mesh, eval_section, vocab_size: int, 
     out = {}
     for name, plan, corpus in eval_sets:
         stats = RankStats.zeros(vocab_size, {"tie_rule": TIE_RULE})
+        ran = plan_kernels(plan, graphdef, params, options, mesh)
         score_plan(plan, graphdef, params, options, mesh, stats=stats, progress=False)
         settings = {"context_length": plan.windows.seq_len, "tokenization": plan.tokenized.tokenization,
                     "rank_vocab": "model", "dtype": dtype, "ranked_logits_dtype": dtype,
                     "max_tokens": eval_section.max_tokens, "batch_size": eval_section.batch_size,
                     "packing": "first_fit", "tie_rule": TIE_RULE, "vocab_limit": vocab_size,
-                    "impl": eval_section.impl, "impl_resolved": rce_kernels.resolve_impl(eval_section.impl),
+                    "impl": eval_section.impl, "impl_resolved": ran.impl, "impl_skipped": dict(ran.skipped),
                     "fused": eval_section.fused}
         out[name] = build_result(
             stats, plan.text_metrics(float(stats.sum_logp.sum())), model=identity["model"],
