@@ -92,6 +92,15 @@ class EvalConfig:
                 "ranked_logits_dtype": "float32" if self.upcast_logits else self.dtype,
                 "max_tokens": self.max_tokens}
 
+    def for_checkpoint(self, model_path) -> EvalConfig:
+        """This config with ``dtype="auto"`` resolved to the checkpoint's stored dtype, as
+        transformers and lm-evaluation-harness load it (``models.stored_dtype``)."""
+        if self.dtype != "auto":
+            return self
+        from ..models import stored_dtype
+
+        return dataclasses.replace(self, dtype=stored_dtype(model_path))
+
     @property
     def bootstrap_settings(self) -> dict | None:
         """``{replicates, level, seed}`` of the bootstrap, or None without one."""
@@ -184,7 +193,9 @@ def result_path(out_dir, model_name: str, dataset_name: str, config: EvalConfig,
                 data_spec: str, split=None) -> Path:
     """Where the result of model ``model_name`` (at ``model_path``) on corpus ``dataset_name``
     (``data_spec``) under ``config`` is written: keyed by both names, every number-changing
-    setting and the two locations, so no two different evaluations share a file."""
+    setting and the two locations, so no two different evaluations share a file. With
+    ``--dtype auto`` the name holds the dtype that runs (``EvalConfig.for_checkpoint``)."""
+    config = config.for_checkpoint(model_path)
     key = source_key(os.path.realpath(model_path) if os.path.exists(model_path) else str(model_path),
                      data_source(data_spec, config, split))
     return Path(out_dir) / result_file_name(model_name, dataset_name, config.number_settings(), key)
@@ -216,15 +227,14 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
     run of the same settings is resumed. The result file appears only when the run is complete;
     with ``save_stats`` its RankStats file (``stats_path``) is written beside it.
     """
-    from ..models import from_pretrained, param_counts, stored_dtype
+    from ..models import from_pretrained, param_counts
     from ..models.loading import TOKENIZER_FILES, load_tokenizer, resolve_model_dir
     from ..sharding import make_mesh
 
     def has_tokenizer(folder) -> bool:
         return any(os.path.exists(os.path.join(folder, f)) for f in TOKENIZER_FILES)
 
-    if config.dtype == "auto":  # the checkpoint's own dtype, as transformers and lm-eval load it
-        config = dataclasses.replace(config, dtype=stored_dtype(model_path))
+    config = config.for_checkpoint(model_path)  # --dtype auto: the checkpoint's own dtype
 
     model_name = model_name or default_model_name(model_path)
     if tokenizer_path is not None and not has_tokenizer(tokenizer_path):
