@@ -177,6 +177,10 @@ LOSS_F32_ABS = 1e-5
 LOSS_SHARED_LOGITS_ABS = 1e-6
 GRAD_SHARED_LOGITS_ABS = 1e-7
 LOSS_F32_REL = 1e-6
+# The relative part of those absolute comparisons: one float32 rounding of the compared value,
+# u32 = 6.0e-8 relative; bound 1e-7 (np.testing.assert_allclose's default rtol, which these
+# comparisons carried implicitly; written out, the value unchanged).
+ONE_F32_ROUNDING_REL = 1e-7
 
 # --- model ports --------------------------------------------------------------------------------------
 
