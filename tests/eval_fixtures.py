@@ -50,7 +50,8 @@ def make_model_dir(path, *, vocab_extra: int = 0, head_scale: float = 8.0, seed:
     return model, tokenizer
 
 
-def reference_decomposition(model, tokenizer, texts, context_length: int, *, min_gap: float = FIXTURE_NEAR_TIE_GAP):
+def reference_decomposition(model, tokenizer, texts, context_length: int, *,
+                            min_gap: float = FIXTURE_NEAR_TIE_GAP):
     """CE, EE, SA, Conf by the harness's windows, transformers' float32 logits and float64 NumPy.
 
     Returns (decomposition dict, number of scored tokens, summed log-likelihood). Asserts that
