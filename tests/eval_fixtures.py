@@ -9,6 +9,7 @@ import numpy as np
 import transformers as tf
 from data_helpers import harness_scored_tokens, make_tokenizer
 from hf_tiny import make_hf_model, need_torch
+from tolerances import FIXTURE_LOGIT_MAX_ABS, FIXTURE_NEAR_TIE_GAP
 
 WORDS = ("alpha beta gamma delta tensor rank entropy model token scale law loss value "
          "def return import class self data print for while if else").split()
@@ -49,7 +50,8 @@ def make_model_dir(path, *, vocab_extra: int = 0, head_scale: float = 8.0, seed:
     return model, tokenizer
 
 
-def reference_decomposition(model, tokenizer, texts, context_length: int, *, min_gap: float = 2e-5):
+def reference_decomposition(model, tokenizer, texts, context_length: int, *,
+                            min_gap: float = FIXTURE_NEAR_TIE_GAP):
     """CE, EE, SA, Conf by the harness's windows, transformers' float32 logits and float64 NumPy.
 
     Returns (decomposition dict, number of scored tokens, summed log-likelihood). Asserts that
@@ -68,7 +70,7 @@ def reference_decomposition(model, tokenizer, texts, context_length: int, *, min
             with torch.no_grad():
                 z = model(torch.tensor([model_input])).logits[0, -1].double().numpy()
             # the float32 bounds of tests/tolerances.py (LOGP_F32_ABS, ...) assume |z| < 32
-            assert np.abs(z).max() < 32, f"logit {np.abs(z).max():.1f}: the fixture is too peaked"
+            assert np.abs(z).max() < FIXTURE_LOGIT_MAX_ABS, f"logit {np.abs(z).max():.1f}: the fixture is too peaked"
             gap = np.abs(np.delete(z, target) - z[target]).min()
             assert gap > min_gap, f"near-tie {gap:.2e}: the fixture is not well separated"
             m = z.max()

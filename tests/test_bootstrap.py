@@ -10,6 +10,9 @@ from scipy import stats as sps
 
 from rce_jax.bootstrap import (BootstrapStats, decompose_replicates, document_keys, percentile_interval,
                                poisson_weights)
+from tolerances import (CHI_SQUARE_P_MIN, DECOMPOSITION_F64_TWO_ROUTES_REL, F64_SUM_FLOOR_ABS, F64_SUM_REL,
+                        PERCENTILE_TWO_ROUTES_REL, POISSON_MOMENT_SIGMAS, REPLICATE_METRICS_TWO_ROUTES_ABS,
+                        REPLICATE_METRICS_TWO_ROUTES_REL, REPLICATES_TWO_BATCHINGS_ABS)
 
 
 def _tokens(rng, n_docs=30, vocab=50):
@@ -31,14 +34,14 @@ def test_poisson_weights_have_poisson1_moments_and_depend_only_on_key():
     keys = rng.integers(0, 2**63, 2000, dtype=np.int64).astype(np.uint64)
     w = poisson_weights(keys, 100, seed=3)
     n = w.size
-    assert abs(w.mean() - 1) < 5 / math.sqrt(n)
-    assert abs(w.var() - 1) < 5 * math.sqrt(3 / n)
+    assert abs(w.mean() - 1) < POISSON_MOMENT_SIGMAS / math.sqrt(n)
+    assert abs(w.var() - 1) < POISSON_MOMENT_SIGMAS * math.sqrt(3 / n)
     p0 = math.exp(-1)
-    assert abs((w == 0).mean() - p0) < 5 * math.sqrt(p0 * (1 - p0) / n)
-    # Chi-square goodness of fit to Poisson(1) over 0..4 and >= 5 (p > 1e-4 for a correct sampler).
+    assert abs((w == 0).mean() - p0) < POISSON_MOMENT_SIGMAS * math.sqrt(p0 * (1 - p0) / n)
+    # Chi-square goodness of fit to Poisson(1) over 0..4 and >= 5 (tests/tolerances.py).
     observed = [np.sum(w == k) for k in range(5)] + [np.sum(w >= 5)]
     pk = [sps.poisson.pmf(k, 1) for k in range(5)] + [sps.poisson.sf(4, 1)]
-    assert sps.chisquare(observed, np.array(pk) * n).pvalue > 1e-4
+    assert sps.chisquare(observed, np.array(pk) * n).pvalue > CHI_SQUARE_P_MIN
     sub = rng.permutation(keys.size)[:100]
     np.testing.assert_array_equal(poisson_weights(keys[sub], 100, seed=3), w[:, sub])
     assert not np.array_equal(poisson_weights(keys, 100, seed=4), w)
@@ -70,12 +73,13 @@ def test_weighted_statistics_equal_resampling_the_corpus_by_hand():
         expected_sum = np.zeros(vocab)
         for i in rep:
             expected_sum[rank[i]] += logp[i]
-        np.testing.assert_allclose(total[b], expected_sum, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(total[b], expected_sum, rtol=F64_SUM_REL, atol=F64_SUM_FLOOR_ABS)
         if rep.size:
             ref = np_decompose(logp[rep], rank[rep])
             for k in ("ce", "ee", "sa", "conf"):
-                assert metrics[k][b] == pytest.approx(ref[k], rel=1e-10, abs=1e-12)
-            assert metrics["ee_share"][b] == pytest.approx(ref["ee"] / ref["ce"], rel=1e-10)
+                assert metrics[k][b] == pytest.approx(ref[k], rel=REPLICATE_METRICS_TWO_ROUTES_REL,
+                                                      abs=REPLICATE_METRICS_TWO_ROUTES_ABS)
+            assert metrics["ee_share"][b] == pytest.approx(ref["ee"] / ref["ce"], rel=REPLICATE_METRICS_TWO_ROUTES_REL)
         else:
             assert math.isnan(metrics["ce"][b])
 
@@ -83,7 +87,7 @@ def test_weighted_statistics_equal_resampling_the_corpus_by_hand():
 def test_batching_order_merging_and_resume_give_the_same_statistics(tmp_path):
     """Tokens folded in one batch, in random batches in random order, in two accumulators merged,
     or saved to a file half-way and continued after loading: the same counts (exactly) and sums
-    (to float64 summation-order rounding, rtol 1e-12)."""
+    (to float64 summation-order rounding, F64_SUM_REL)."""
     rng = fresh_rng()
     rank, logp, doc, texts, vocab = _tokens(rng, n_docs=60)
     keys = document_keys(texts)[doc]
@@ -107,7 +111,7 @@ def test_batching_order_merging_and_resume_give_the_same_statistics(tmp_path):
         c0, s0 = whole.dense()
         c1, s1 = other.dense()
         np.testing.assert_array_equal(c1, c0)
-        np.testing.assert_allclose(s1, s0, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(s1, s0, rtol=F64_SUM_REL, atol=F64_SUM_FLOOR_ABS)
 
 
 def test_incompatible_statistics_and_bad_files_are_refused(tmp_path):
@@ -135,16 +139,16 @@ def test_replicate_decomposition_and_percentiles_against_numpy():
     got = decompose_replicates(count, total)
     ref = np_decompose(logp, rank)
     for k in ("ce", "ee", "sa", "conf"):
-        assert got[k][0] == pytest.approx(ref[k], rel=1e-12)
+        assert got[k][0] == pytest.approx(ref[k], rel=DECOMPOSITION_F64_TWO_ROUTES_REL)
     v = rng.normal(size=500)
     assert percentile_interval(list(v) + [float("nan"), None], 0.9) == pytest.approx(
-        tuple(np.percentile(v, [5, 95])))
+        tuple(np.percentile(v, [5, 95])), rel=PERCENTILE_TWO_ROUTES_REL)
 
 
 def test_eval_intervals_do_not_depend_on_batch_size_or_packing(tmp_path):
     """`rce-jax eval` with 8-row first-fit batches and with 3-row unpacked batches: the same
     replicate values (the model's float32 log s of two row layouts: measured up to 7e-7 nats apart
-    on Conf, whose log-sum-exp is led by ranks of one or two tokens; bound 5e-6 nats), an interval
+    on Conf, whose log-sum-exp is led by ranks of one or two tokens; REPLICATES_TWO_BATCHINGS_ABS), an interval
     that contains the point estimate, and the settings recorded."""
     pytest.importorskip("torch")
     from eval_fixtures import make_model_dir, write_corpus
@@ -165,7 +169,8 @@ def test_eval_intervals_do_not_depend_on_batch_size_or_packing(tmp_path):
     assert a["settings"]["bootstrap"] == {"replicates": 50, "level": 0.95, "seed": 0}
     for k in ("ce", "ee", "sa", "conf", "ee_share"):
         np.testing.assert_allclose(a["intervals"]["replicates_values"][k],
-                                   b["intervals"]["replicates_values"][k], rtol=0, atol=5e-6)
+                                   b["intervals"]["replicates_values"][k], rtol=0,
+                                   atol=REPLICATES_TWO_BATCHINGS_ABS)
     # CE is a ratio of sums: its interval holds the estimate. EE is the plug-in entropy of rank
     # counts (here ~1000 tokens over a 320-entry vocabulary): resampling repeats documents, fewer
     # distinct ranks occur, so the replicates' EE is lower: the bootstrap sees the bias.

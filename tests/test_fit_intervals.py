@@ -12,12 +12,14 @@ from scipy import stats as sps
 
 from rce_jax.bootstrap import percentile_interval, poisson_weights
 from rce_jax.scaling import compare, fit_metrics, fit_power_law, leave_one_out, scaling_report
+from tolerances import (COVERAGE_TAIL, FIT_INTEGER_N_SLOPE_ABS, FIT_INTERVAL_VS_SCIPY_REL, FIT_SE_VS_SCIPY_REL,
+                        FIT_SLOPE_VS_SCIPY_REL, FIT_TWO_ROUTES_REL)
 
 N6 = np.geomspace(1e4, 1e7, 6)
 ALPHA = 0.12
 
 
-def _acceptance(studies: int, p: float, tail: float = 5e-4) -> tuple[int, int]:
+def _acceptance(studies: int, p: float, tail: float = COVERAGE_TAIL) -> tuple[int, int]:
     """The counts a correct procedure lands outside with probability <= 2 * tail (binomial)."""
     return int(sps.binom.ppf(tail, studies, p)), int(sps.binom.isf(tail, studies, p))
 
@@ -29,10 +31,11 @@ def test_slope_standard_error_and_interval_equal_scipy():
     m = 3.0 * n ** -0.1 * np.exp(rng.normal(0, 0.05, n.size))
     fit = fit_power_law(n, m)
     ref = sps.linregress(np.log(n), np.log(m))
-    assert fit.slope == pytest.approx(ref.slope, rel=1e-12)
-    assert fit.slope_se == pytest.approx(ref.stderr, rel=1e-10)
+    assert fit.slope == pytest.approx(ref.slope, rel=FIT_SLOPE_VS_SCIPY_REL)
+    assert fit.slope_se == pytest.approx(ref.stderr, rel=FIT_SE_VS_SCIPY_REL)
     t = sps.t.ppf(0.975, n.size - 2)
-    assert (fit.slope_lo, fit.slope_hi) == pytest.approx((ref.slope - t * ref.stderr, ref.slope + t * ref.stderr))
+    assert (fit.slope_lo, fit.slope_hi) == pytest.approx((ref.slope - t * ref.stderr, ref.slope + t * ref.stderr),
+                                                        rel=FIT_INTERVAL_VS_SCIPY_REL)
     lo, hi = fit.band(n)
     assert (lo < fit.predict(n)).all() and (fit.predict(n) < hi).all()
     two = fit_power_law(n[:2], m[:2])
@@ -103,20 +106,20 @@ def test_leave_one_out_and_paired_bootstrap_against_polyfit():
 
     for k in vals:
         loo = [fit(np.delete(x, i), np.log(np.delete(vals[k], i))) for i in range(5)]
-        assert rows[k]["loo_slope_min"] == pytest.approx(min(s for s, _ in loo), rel=1e-9)
-        assert rows[k]["loo_r2_max"] == pytest.approx(max(r for _, r in loo), rel=1e-9)
+        assert rows[k]["loo_slope_min"] == pytest.approx(min(s for s, _ in loo), rel=FIT_TWO_ROUTES_REL)
+        assert rows[k]["loo_r2_max"] == pytest.approx(max(r for _, r in loo), rel=FIT_TWO_ROUTES_REL)
         per = np.array([fit(x, np.log(reps[k][:, b])) for b in range(60)])
         assert (rows[k]["boot_slope_lo"], rows[k]["boot_slope_hi"]) == pytest.approx(
-            percentile_interval(per[:, 0], 0.95), rel=1e-9)
+            percentile_interval(per[:, 0], 0.95), rel=FIT_TWO_ROUTES_REL)
         assert (rows[k]["boot_r2_lo"], rows[k]["boot_r2_hi"]) == pytest.approx(
-            percentile_interval(per[:, 1], 0.95), rel=1e-9)
+            percentile_interval(per[:, 1], 0.95), rel=FIT_TWO_ROUTES_REL)
     ce = np.array([fit(x, np.log(reps["ce"][:, b])) for b in range(60)])
     ee = np.array([fit(x, np.log(reps["ee"][:, b])) for b in range(60)])
     r2diff = next(c for c in comps if c["comparison"] == "R^2(ee) - R^2(ce)")
     assert (r2diff["boot_lo"], r2diff["boot_hi"]) == pytest.approx(
-        percentile_interval(ee[:, 1] - ce[:, 1], 0.95), rel=1e-9)
+        percentile_interval(ee[:, 1] - ce[:, 1], 0.95), rel=FIT_TWO_ROUTES_REL)
     assert (rows["ee"]["boot_abs_delta_lo"], rows["ee"]["boot_abs_delta_hi"]) == pytest.approx(
-        percentile_interval(np.abs(ee[:, 0] - ce[:, 0]), 0.95), rel=1e-9)
+        percentile_interval(np.abs(ee[:, 0] - ce[:, 0]), 0.95), rel=FIT_TWO_ROUTES_REL)
     assert len(leave_one_out(n[:2], vals["ce"][:2])) == 0
 
 
@@ -187,10 +190,10 @@ def test_paired_replicates_flow_from_results_into_the_report():
     report = scaling_report(recs, metrics=("ce", "ee"))
     ee_row = next(r for r in report.rows if r["metric"] == "ee")
     # Every replicate of EE is the planted law times a constant: its slope is -0.1 up to the
-    # rounding of N to integer parameter counts (relative 1e-5 at N = 1e5).
+    # rounding of N to integer parameter counts (relative 1e-5 at N = 1e5: FIT_INTEGER_N_SLOPE_ABS).
     assert ee_row["bootstrap_replicates"] == 40
-    assert ee_row["boot_slope_lo"] == pytest.approx(-0.1, abs=1e-6)
-    assert ee_row["boot_slope_hi"] == pytest.approx(-0.1, abs=1e-6)
+    assert ee_row["boot_slope_lo"] == pytest.approx(-0.1, abs=FIT_INTEGER_N_SLOPE_ABS)
+    assert ee_row["boot_slope_hi"] == pytest.approx(-0.1, abs=FIT_INTEGER_N_SLOPE_ABS)
     c = next(c for c in report.comparisons if c["comparison"] == "R^2(ee) - R^2(ce)")
     assert c["resolved"] and c["sign"] == 1
     recs[0]["settings"]["bootstrap"] = {**boot, "seed": 1}

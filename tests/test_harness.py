@@ -9,9 +9,9 @@ GPT-2's), runs lm_eval's own ``HFLM`` / ``simple_evaluate`` offline on them and 
 Tolerance: both sides compute float32 logits (torch and XLA, different summation orders), so a
 log-probability differs by a few float32 ulps of the logit scale. Measured here (docs/harness.md):
 relative difference of the summed log-likelihood <= 1.5e-8, of word perplexity <= 1.4e-7 (it
-is exp(-sum/words), so it moves by |d sum| / words). ``FLOAT32_RTOL`` = 2e-6 (about 17 float32
-epsilons) bounds these with room for other seeds while a single token scored differently
-(|log p| ~ 5 on ~300 tokens: ~1e-2 relative) fails by far.
+is exp(-sum/words), so it moves by |d sum| / words). ``HARNESS_F32_REL`` = 2e-6 (about 17 float32
+epsilons; tests/tolerances.py) bounds these with room for other seeds while a single token
+scored differently (|log p| ~ 5 on ~300 tokens: ~1e-2 relative) fails by far.
 Token counts must be identical.
 """
 
@@ -22,10 +22,10 @@ import re
 
 import numpy as np
 import pytest
+from tolerances import HARNESS_F32_REL
 
 pytestmark = pytest.mark.harness
 
-FLOAT32_RTOL = 2e-6
 L = 16  # context length: documents below take one to four windows
 
 
@@ -127,9 +127,9 @@ def test_both_conventions_equal_lm_eval(models, lm_eval, tokenizer, tmp_path):
         print(f"{tokenizer} special={special}: {n_tokens} tokens, sum log-likelihood relative "
               f"difference {abs(r['sum_logprob'] / lls.sum() - 1):.2e}")
         assert r["n_tokens"] == n_tokens
-        assert r["sum_logprob"] == pytest.approx(lls.sum(), rel=FLOAT32_RTOL)
+        assert r["sum_logprob"] == pytest.approx(lls.sum(), rel=HARNESS_F32_REL)
         n_words = sum(len(re.split(r"\s+", t)) for t in texts)
-        assert r["word_perplexity"] == pytest.approx(np.exp(-lls.sum() / n_words), rel=FLOAT32_RTOL)
+        assert r["word_perplexity"] == pytest.approx(np.exp(-lls.sum() / n_words), rel=HARNESS_F32_REL)
     added = TOKENIZERS[tokenizer][1]
     assert ours[True]["n_tokens"] - ours[False]["n_tokens"] == added * len(texts)
 
@@ -170,7 +170,7 @@ def test_wikitext_corpus_equals_the_harness_task(models, lm_eval, tmp_path):
         for metric in ("word_perplexity", "byte_perplexity", "bits_per_byte"):
             print(f"wikitext special={special} {metric}: ours {r[metric]:.9g}, lm_eval "
                   f"{want[metric + ',none']:.9g}, relative {abs(r[metric] / want[metric + ',none'] - 1):.2e}")
-            assert r[metric] == pytest.approx(want[f"{metric},none"], rel=FLOAT32_RTOL), metric
+            assert r[metric] == pytest.approx(want[f"{metric},none"], rel=HARNESS_F32_REL), metric
 
 
 def _wikitext_page(rng) -> str:
@@ -226,5 +226,5 @@ def test_harness_agreement_experiment_runs_on_a_small_raw_file(models, lm_eval, 
                                                "default vs lm_eval default"]
     for r in rows[:2]:
         assert r["tokens_ours"] == r["tokens_lm_eval"]
-        assert max(r[f"rel_{m}"] for m in ("word_perplexity", "byte_perplexity", "bits_per_byte")) < FLOAT32_RTOL
+        assert max(r[f"rel_{m}"] for m in ("word_perplexity", "byte_perplexity", "bits_per_byte")) < HARNESS_F32_REL
     assert rows[2]["tokens_lm_eval"] - rows[2]["tokens_ours"] == 3

@@ -11,7 +11,7 @@ from rce_kernels.fused import fused_token_stats_xla
 from rce_kernels.fused_common import tile_logits
 from rce_kernels.fused_gpu import fused_token_stats_mgpu
 from rce_kernels.fused_tpu import fused_token_stats_tpu
-from tolerances import LOGP_F32_ABS
+from tolerances import LOGP_F32_ABS, NEAR_TIE_RANK_FLIPS_MAX_SHARE
 
 
 def materialise(hidden, head, bias, logits_dtype):
@@ -106,7 +106,7 @@ def test_fused_f32_on_random_data():
     computes tile by tile, exactly. Against one XLA matmul (whose CPU dot rounds differently for
     a different matrix shape) ranks may differ only where the target and another entry lie
     closer than twice the largest difference between the two computations; such rows stay
-    under 1%, and logp agrees to 1e-5."""
+    under NEAR_TIE_RANK_FLIPS_MAX_SHARE (1%), and logp agrees to 1e-5."""
     hidden, head, bias, targets = continuous_problem(11, 256, 64, 5003, jnp.float32)
     out = fused_token_stats_xla(hidden, head, targets, bias, block_rows=128, block_cols=1024)
     tiled = tiled_logits(hidden, head, bias, 128, 1024)
@@ -116,7 +116,7 @@ def test_fused_f32_on_random_data():
     ref = rce_kernels.token_stats(logits, targets, impl="xla")
     gap = 2 * float(jnp.max(jnp.abs(tiled - logits)))
     bad = np.flatnonzero(np.asarray(out.rank) != np.asarray(ref.rank))
-    assert len(bad) <= 0.01 * len(targets)
+    assert len(bad) <= NEAR_TIE_RANK_FLIPS_MAX_SHARE * len(targets)
     z = np.asarray(logits)
     for t in bad:
         y = int(targets[t])

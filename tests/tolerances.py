@@ -71,9 +71,12 @@ FIT_TWO_ROUTES_INTERCEPT_ABS = 1e-9
 FIT_TWO_ROUTES_WIDE_ABS = 1e-9
 FORECAST_TWO_ROUTES_REL = 1e-10
 FORECAST_ERROR_TWO_ROUTES_REL = 1e-8
-# Parameter counts stored as integers: N = int(n) moves log N by <= 0.5 / 1e6 = 5e-7 (n >= 1e6),
-# which moves a fitted slope over a log N spread >= 4.6 by <= 5e-7 x 2 / 4.6 ~ 2.2e-7: bound 1e-6
-# on slopes planted in n and fitted on int(n); R^2 stays within (5e-7)^2 x n of 1: bound 1e-9.
+# Parameter counts stored as integers: N = int(n) moves log N by <= 1 / n, which moves the points
+# of a planted law log M = c + a log n by <= |a| / n off the line in log N, and the fitted slope
+# over a log N spread S by <= 2 |a| / (n S). n >= 1e6, S >= 4.6, |a| <= 1: <= 4.4e-7; the
+# bootstrap fits of tests/test_fit_intervals.py (n >= 1e5, S = 6.9, |a| = 0.1): <= 2.9e-7. Bound
+# 1e-6 on slopes planted in n and fitted on int(n); R^2 stays within (1e-6)^2 x points of 1:
+# bound 1e-9.
 FIT_INTEGER_N_SLOPE_ABS = 1e-6
 FIT_INTEGER_N_R2_ABS = 1e-9
 # The nonlinear fit CE = A N^-alpha + E (scipy least squares) on planted, noise-free points:
@@ -174,6 +177,10 @@ LOSS_F32_ABS = 1e-5
 LOSS_SHARED_LOGITS_ABS = 1e-6
 GRAD_SHARED_LOGITS_ABS = 1e-7
 LOSS_F32_REL = 1e-6
+# The relative part of those absolute comparisons: one float32 rounding of the compared value,
+# u32 = 6.0e-8 relative; bound 1e-7 (np.testing.assert_allclose's default rtol, which these
+# comparisons carried implicitly; written out, the value unchanged).
+ONE_F32_ROUNDING_REL = 1e-7
 
 # --- model ports --------------------------------------------------------------------------------------
 
@@ -199,7 +206,8 @@ MISMAPPED_LOGITS_MIN = 1e-2
 TRAIN_MESH_REL = 2e-6
 # The trainer's periodic evaluation vs `rce-jax eval` of the exported model on the same windows:
 # the same float32 statistics folded in float64 in the same order, written through JSON (repr
-# round-trips exactly): 1e-12 covers float64 reassociation of sums of <= 1e4 terms (1e4 u64).
+# round-trips exactly): 1e-12 covers float64 reassociation of sums of <= 1e4 terms (1e4 u64);
+# word perplexity exp(-sum / words) carries the sum's relative error times |sum / words| (<= 10).
 JSON_ROUND_TRIP_REL = 1e-12
 # The learning-rate schedule's float32 value vs the float64 formula: a few float32 operations,
 # <= 10 u32 = 6e-7 relative: bound 1e-6 (pytest.approx's default, written out).
@@ -209,7 +217,11 @@ LR_F32_REL = 1e-6
 LOGGED_LOSS_F32_REL = 1e-6
 # Exported model loaded by transformers vs the trained model in memory: HF_PARITY_LOGITS_ABS.
 # A slope from two float64 routes on the same JSON numbers, relative (the paper-models run, two
-# models): as FIT_TWO_ROUTES_WIDE_ABS, relative to a slope of order 0.1.
+# models): as FIT_TWO_ROUTES_WIDE_ABS, relative to a slope of order 0.1. The same bound serves the
+# other quantities recomputed with np.polyfit from the same numbers: leave-one-model-out slopes
+# and R^2, percentile intervals of per-replicate slopes and R^2 and of their paired differences
+# (tests/test_fit_intervals.py), and the sd of two seeds' slopes (tests/test_train_demo.py,
+# |s0 - s1| / sqrt 2, a difference with <= 100x cancellation of slopes ~ 1e-14 apart: ~1e-12).
 FIT_TWO_ROUTES_REL = 1e-9
 # experiments/bench_eval.py: `rce-jax eval`'s CE, EE, SA, Conf vs the benchmark's own torch
 # computation (transformers' float32 logits, torch log-softmax, per-rank bincount) on the same
@@ -235,3 +247,128 @@ BF16_ERROR_RATIO_MAX = 1.25
 # Bounds: 1e-6 relative plus 1e-6 nats absolute (>= 4x and >= 35x margins).
 REPLICATES_TWO_LAYOUTS_REL = 1e-6
 REPLICATES_TWO_LAYOUTS_ABS = 1e-6
+
+
+# --- fixtures' preconditions (thresholds the inputs must meet for the bounds above) ---------------
+
+# The float32 bounds (LOGP_F32_ABS, LOGP_TWO_F32_PATHS_ABS, ...) are derived for |z| < 32
+# (ulp(32)/2 = 1.9e-6); the evaluation fixture asserts its logits stay below.
+FIXTURE_LOGIT_MAX_ABS = 32.0
+# Ranks are compared exactly only away from float32 near-ties: on the evaluation fixture our
+# float32 logits and transformers' differ by about 1.7e-6 of their spread (measured 8e-6 at a
+# logit std of 4.6, tests/eval_fixtures.py; docs/measurements.md), so the order of a target and
+# a competitor can flip only when they lie within 2 x 8e-6 = 1.6e-5; the fixture asserts every
+# competitor is farther than 2e-5 from its target.
+FIXTURE_NEAR_TIE_GAP = 2e-5
+# A comparison of logits at HF_PARITY_LOGITS_ABS (or SAME_MODEL_LOGITS_ABS) says something only
+# when the logits are far larger than the bound: their std must exceed 0.25 (2500x 1e-4); the
+# fixtures' N(0, 0.1) weights give std ~ 0.3 .. 5.
+REFERENCE_LOGITS_STD_MIN = 0.25
+
+
+# --- statistical thresholds ---------------------------------------------------------------------
+
+# Moments of the bootstrap's Poisson(1) weights over n = 2e5 draws, each within 5 standard errors
+# of its value (se of the mean 1/sqrt n; of the variance sqrt(3/n), the fourth central moment of
+# Poisson(1) being 4; of P(0) sqrt(e^-1 (1 - e^-1) / n)): for a correct sampler each check fails
+# with probability 5.7e-7 (normal two-sided tail at 5 sigma), the three together < 2e-6 per run.
+POISSON_MOMENT_SIGMAS = 5
+# Chi-square goodness of fit of the same weights to Poisson(1) over 0..4 and >= 5: a correct
+# sampler's p-value is uniform, so it falls below 1e-4 in 1e-4 of runs.
+CHI_SQUARE_P_MIN = 1e-4
+# Coverage of intervals over simulated studies: the accepted counts are the binomial(studies,
+# level) quantiles at COVERAGE_TAIL and 1 - COVERAGE_TAIL, so a correct procedure lands outside
+# with probability <= 2 x 5e-4 = 1e-3 per check (three checks in tests/test_fit_intervals.py:
+# <= 3e-3 per run); for 100 studies at 95% that accepts 87..100, and a naive +-1 se interval
+# (~63% coverage) lies below 87 with probability < 1e-9.
+COVERAGE_TAIL = 5e-4
+# The standard deviation of initialised weights (init_model, seed 0) against the scheme's: the
+# sample sd of n N(0, s^2) draws has relative se 1/sqrt(2n): the embedding (4096 x 128, n =
+# 524288) 9.8e-4, checked within 2% (20 se); the MLP and output kernels (128 x 512 and 128 x 128,
+# n >= 16384) <= 5.5e-3, checked within 5% (>= 9 se). A wrong scheme misses by far more (GPT-2's
+# residual factor 1/sqrt(2 n_layer) = 0.35 missing: 2.8x).
+INIT_STD_EMBEDDING_REL = 0.02
+INIT_STD_KERNEL_REL = 0.05
+# Rows whose rank differs between the tiled fused path and one XLA matmul (whose CPU dot rounds
+# differently) on continuous random float32 data: only rows whose target has a competitor within
+# twice the largest logit difference can flip. Measured 2026-12-02 (2-core CPU, JAX 0.10.2) on the
+# test's problem (seed 11, T = 256, V = 5003): largest difference 1.9e-6, 6 of 256 rows have a
+# competitor that close, 0 rows flipped; bound 1% of the rows (2 rows).
+NEAR_TIE_RANK_FLIPS_MAX_SHARE = 0.01
+
+
+# --- bootstrap statistics (float64) -------------------------------------------------------------
+
+# Weighted per-rank sums of log s (the bootstrap accumulator) against a token-by-token loop over
+# the resampled corpus, or against the same tokens folded in other batches, orders, merges or
+# after a save and load: float64 sums of n <= 2000 terms of one sign (30-60 documents of < 40
+# tokens, Poisson(1) weights; measured n <= 1230): <= n u64 = 2.2e-13 relative; bound
+# F64_SUM_REL, with an absolute floor F64_SUM_FLOOR_ABS = 1e-12 that only matters for sums below
+# 1 nat, where n u64 relative is below 1e-12 absolute too. Measured 2026-12-02 over 20 seeds x 40
+# replicates: 2.4e-15 relative.
+F64_SUM_FLOOR_ABS = 1e-12
+# CE, EE, SA, Conf and EE/CE of each replicate (weighted sums, then logs and divisions) against
+# np_decompose of the corpus with document d repeated w_bd times: each sum within 2.2e-13
+# relative (above); CE (a division of such sums, |CE| <= ~4) and Conf (a log-sum-exp of per-rank
+# means of |value| <= ~10) within 2.2e-13 x 10 = 2.2e-12 absolute in the worst case, EE (counts
+# only) a few u64; SA = CE - EE + Conf within ~4.4e-12. The fixture's values are >= 0.1 (measured:
+# CE >= 1.7, EE >= 1.8, SA >= 0.30, Conf >= 0.10), so 1e-10 relative (>= 1e-11 absolute) covers
+# the worst case; the floor of 1e-12 absolute adds nothing for such values. Measured 2026-12-02
+# over 20 seeds x 40 replicates: <= 1.8e-15 absolute, 1.7e-15 relative (SA): > 1e4x margin.
+REPLICATE_METRICS_TWO_ROUTES_REL = 1e-10
+REPLICATE_METRICS_TWO_ROUTES_ABS = 1e-12
+# decompose_replicates of one unweighted row vs np_decompose on the same tokens: the same
+# per-rank sums (bincount vs np_decompose's own, n <= 1200 terms: 1.3e-13) and a few float64
+# operations after; bound 1e-12 relative. Measured 2026-12-02 over 20 seeds: <= 6.5e-16.
+DECOMPOSITION_F64_TWO_ROUTES_REL = 1e-12
+# percentile_interval (np.percentile at 50 (1 - level), whose float64 value 4.999999999999999
+# for level 0.9 moves the interpolation weight by ~1e-15) vs np.percentile at [5, 95]: a few
+# u64; bound kept at pytest.approx's default, 1e-6 relative, written out. Measured 2026-12-02:
+# 2.5e-16.
+PERCENTILE_TWO_ROUTES_REL = 1e-6
+# Per-replicate CE, EE, SA, Conf, EE/CE of one corpus evaluated with 8-row first-fit packed
+# batches and with 3-row unpacked batches (`rce-jax eval --bootstrap 50`): the document weights
+# are the same, only the float32 log s of the two row layouts differ (LOGP_TWO_F32_PATHS_ABS per
+# token). Measured (tests/test_bootstrap.py, 2026-12-02, 2-core CPU, JAX 0.10.2): up to 7e-7
+# nats on Conf, whose log-sum-exp is led by ranks of one or two tokens; bound 5e-6 nats (7x).
+REPLICATES_TWO_BATCHINGS_ABS = 5e-6
+
+
+# --- scaling-fit intervals (float64) ------------------------------------------------------------
+
+# fit_power_law's slope vs scipy.stats.linregress on 7 noisy points: both solve the same centred
+# least squares (kappa ~ 8), ~ kappa n u64 = 6e-15 relative to the slope; bound 1e-12. Its
+# standard error sqrt(SSR / (n - 2) / Sxx): residuals ~ 0.05 computed from values ~ 20 carry
+# ~ 20 u64 / 0.05 = 4e-14 relative, squared and summed ~ 1e-13; bound 1e-10. The interval's ends
+# slope -+ t se (the same t): within the se's error relative to |slope -+ t se|, which can lie near
+# 0; bound kept at pytest.approx's default, 1e-6 relative, written out. Measured 2026-12-02 over
+# 200 seeds: slope 2.2e-16, se 3.3e-14, ends 6.3e-14 relative.
+FIT_SLOPE_VS_SCIPY_REL = 1e-12
+FIT_SE_VS_SCIPY_REL = 1e-10
+FIT_INTERVAL_VS_SCIPY_REL = 1e-6
+
+
+# --- the harness comparison and the kernels on a mesh (float32) ---------------------------------
+
+# `rce-jax eval` vs lm_eval's own HFLM on the same tiny models (torch and XLA float32 logits,
+# different summation orders): relative difference of the summed log-likelihood and of word and
+# byte perplexity and bits per byte. Measured 2026-12-02 (2-core CPU, JAX 0.10.2, torch 2.13,
+# lm_eval 0.4.13; docs/harness.md): sum log-likelihood <= 1.4e-8, word perplexity <= 1.4e-7;
+# bound 2e-6 (14x; about 17 float32 epsilons), while one token scored differently (|log p| ~ 5
+# on ~300 tokens) moves the sum by ~1e-2.
+HARNESS_F32_REL = 2e-6
+# The proxy losses with the Pallas TPU kernels (interpret mode) on 8 simulated devices vs one:
+# float32 sums in another order (per-device partial sums, then psum). Measured 2026-12-02 (seed 7,
+# 2-core CPU, JAX 0.10.2): 7.2e-8 relative on the loss, 5.1e-7 on the gradients (max abs
+# difference over max abs value); bound 4e-6 (~8x the worst).
+KERNELS_MESH_REL = 4e-6
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+# Major ticks of a log axis lie at decades: log10 of matplotlib's float64 tick positions is an
+# integer to a few u64 (~1e-15), while a tick off the decades (at 2..9 x 10^k) is >= log10(10/9)
+# = 0.046 from one. Kept at np.allclose's defaults, written out: 1e-5 relative, 1e-8 absolute
+# (<= 7e-5 at the axis's decades 4..7).
+DECADE_TICK_REL = 1e-5
+DECADE_TICK_ABS = 1e-8
