@@ -44,8 +44,10 @@ def test_table_is_the_documented_reconstruction():
 
 
 def fake_model(path, config, *, weights=True, tokenizer=True):
-    """A folder that looks like a checkpoint to the plan (the plan reads only config.json)."""
+    """A folder that looks like a checkpoint to the plan (the plan reads only config.json, whose
+    stored dtype, as save_pretrained writes it, names the dtype of --dtype auto)."""
     path.mkdir(parents=True)
+    config.dtype = "float32"
     config.to_json_file(path / "config.json")
     if weights:
         (path / "model.safetensors").write_bytes(b"")

@@ -165,8 +165,12 @@ def stored_dtype(path: str | os.PathLike, *, cache_dir: str | None = None,
             return _DTYPE_NAMES[name]
     single = os.path.join(directory, "model.safetensors")
     if os.path.exists(single):
-        with open(single, "rb") as f:
-            header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        try:
+            with open(single, "rb") as f:
+                header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{single}: not a readable safetensors file ({e}); its dtype is "
+                             "unknown, so give --dtype explicitly") from e
         for name, info in header.items():
             if name != "__metadata__" and info.get("dtype") in _DTYPE_NAMES:
                 return _DTYPE_NAMES[info["dtype"]]
