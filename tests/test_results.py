@@ -52,6 +52,17 @@ def test_version_1_files_still_read(tmp_path):
         read_result(tmp_path / "other.json")
 
 
+def test_auto_dtype_names_the_dtype_that_runs(tmp_path):
+    """--dtype auto is resolved from the checkpoint (config.json's stored dtype, as transformers
+    reads it) before the file is named: the name equals that of the explicit dtype."""
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "llama", "torch_dtype": "bfloat16"}))
+    name = lambda dtype: result_path(tmp_path, "m", "test", EvalConfig(context_length=64, dtype=dtype),  # noqa: E731
+                                     model_path=str(model), data_spec="python-docs")
+    assert name("auto") == name("bfloat16") != name("float32")
+
+
 @pytest.mark.parametrize("start, change", [
     ({}, {"context_length": 32}), ({}, {"add_special_tokens": True}), ({}, {"rank_vocab": "tokenizer"}),
     ({}, {"dtype": "bfloat16"}), ({"dtype": "bfloat16"}, {"upcast_logits": True}), ({}, {"max_tokens": 100})])
@@ -60,7 +71,7 @@ def test_every_number_changing_setting_changes_the_file_name(start, change, tmp_
     corpus spelled relative or absolute does; another corpus of the same base name does not."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    base = EvalConfig(context_length=64, **start)
+    base = EvalConfig(context_length=64, **{"dtype": "float32", **start})
     other = dataclasses.replace(base, **change)
     assert set(base.number_settings()) == set(NUMBER_SETTINGS)
     name = lambda cfg, spec: result_path(tmp_path, "m", "test", cfg, model_path="/runs/m", data_spec=spec)  # noqa: E731
