@@ -274,7 +274,8 @@ STYLE = {"ce_power_law": ("tab:blue", "-"), "ce_irreducible": ("tab:green", "--"
 def plot_group(g: GroupForecast, out_dir, n_key: str = "non_embedding") -> Path:
     """CE, EE and SA - Conf against N: fitted models filled, held-out ones open, fits drawn over
     the whole range (the forecast region right of the dotted line)."""
-    from rce_jax.plots import log_axes, plt, save, slug
+    from rce_jax.io import slug
+    from rce_jax.plots import log_axes, plt, save
 
     every = g.fitted + g.held_out
     n_all = np.array([m["n"] for m in every], float)

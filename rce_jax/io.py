@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import contextlib
 import errno
 import json
@@ -156,3 +158,8 @@ def read_json_files(paths) -> list[tuple[Path, object]]:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{f}: not JSON ({e})") from e
     return out
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a dataset or model name (result files, figures)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "unnamed"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import write_json
+from .io import slug, write_json
 
 SCHEMA = "rce-jax/eval-result"
 VERSION = 2
@@ -243,11 +243,6 @@ def is_result(obj) -> bool:
 
 
 # ---- file names ------------------------------------------------------------------------
-def _slug(text: str) -> str:
-    from .plots import slug
-
-    return slug(text)
-
 
 def settings_tag(settings: Mapping) -> str:
     """The number-changing settings as a file-name part, e.g. ``L64-plain-rankmodel-float32``.
@@ -272,5 +267,5 @@ def source_key(model_path: str, data_source: str) -> str:
 
 def result_file_name(model: str, dataset: str, settings: Mapping, key: str) -> str:
     """``<model>__<dataset>__<settings tag>__<source key>.json``."""
-    return f"{_slug(model)}__{_slug(dataset)}__{settings_tag(settings)}__{key}.json"
+    return f"{slug(model)}__{slug(dataset)}__{settings_tag(settings)}__{key}.json"
 

@@ -11,7 +11,6 @@ paths, and every figure written as PNG and as a vector PDF.
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import matplotlib
@@ -20,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
-from .io import atomic_path  # noqa: E402
+from .io import atomic_path, slug  # noqa: E402
 
 FORMATS = ("png", "pdf")  # raster for the README and reports, vector for a paper
 DPI = 200
@@ -38,11 +37,6 @@ METRIC_LABELS = {"ce": "CE (nats/token)", "ee": "EE, error-entropy (nats)", "sa"
                  "conf": "|Conf|, confidence (nats)", "ee_share": "EE / CE (ratio)"}
 METRIC_SHORT = {"ce": "CE", "ee": "EE", "sa": "SA", "conf": "|Conf|", "ee_share": "EE/CE"}
 N_LABELS = {"non_embedding": "N, non-embedding parameters", "total": "N, total parameters"}
-
-
-def slug(text: str) -> str:
-    """A file-name-safe form of a dataset or model name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("_") or "unnamed"
 
 
 def display_name(name: str) -> str:
