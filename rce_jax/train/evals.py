@@ -32,15 +32,21 @@ def build_eval_sets(config, tokenizer) -> list[tuple[str, object, object]]:
 
 
 def run_evals(eval_sets, graphdef, params, mesh, eval_section, vocab_size: int, *,
-              identity: dict, step: int, dtype: str) -> dict:
+              identity: dict, step: int, dtype: str, kernel_plans: dict | None = None) -> dict:
     """``{corpus: result record as JSON}`` of ``params`` at training step ``step``
     (``vocab_size``: rows of the LM head, all ranked; ``identity``: ``model``, ``model_path``,
-    ``family``, ``counts`` of the model being trained; ``dtype``: its computation dtype)."""
+    ``family``, ``counts`` of the model being trained; ``dtype``: its computation dtype;
+    ``kernel_plans``: a dict kept across the calls of one run, so what the step runs is planned
+    once per eval set rather than traced again at every evaluation: shapes and options do not
+    change during a run)."""
     options = ScoreOptions(impl=eval_section.impl, fused=eval_section.fused)
     out = {}
     for name, plan, corpus in eval_sets:
         stats = RankStats.zeros(vocab_size, {"tie_rule": TIE_RULE})
-        ran = plan_kernels(plan, graphdef, params, options, mesh)
+        cache = {} if kernel_plans is None else kernel_plans
+        if name not in cache:
+            cache[name] = plan_kernels(plan, graphdef, params, options, mesh)
+        ran = cache[name]
         score_plan(plan, graphdef, params, options, mesh, stats=stats, progress=False)
         settings = {"context_length": plan.windows.seq_len, "tokenization": plan.tokenized.tokenization,
                     "rank_vocab": "model", "dtype": dtype, "ranked_logits_dtype": dtype,

@@ -152,10 +152,12 @@ def train(config: TrainConfig, out_dir, *, mesh="auto", progress: bool = True, v
              + (" (the run had finished; exporting again)" if start == config.steps else ""), verbose)
     log.truncate_after(start)
     eval_sets = build_eval_sets(config, tokenizer) if config.eval.every else []
+    kernel_plans = {}  # per eval set: what the scoring step runs, planned once
 
     def eval_row(step):
         return run_evals(eval_sets, graphdef, state["params"], mesh, config.eval,
-                         model_config.vocab_size, identity=identity, step=step, dtype=config.dtype)
+                         model_config.vocab_size, identity=identity, step=step, dtype=config.dtype,
+                         kernel_plans=kernel_plans)
 
     # The export folder relative to the run folder: metrics rows do not depend on where the run is.
     identity = {"model": config.model.preset or "custom", "model_path": "model",
