@@ -1,7 +1,7 @@
 """What the document bootstrap costs an evaluation: tokens/s of ``rce-jax eval`` with
 ``--bootstrap 0`` and with B replicates, and the host-side fold alone.
 
-A random GPT-NeoX model (``bench_forward``'s shapes: Pythia-1B's, or a tiny one with ``--tiny``)
+A random GPT-NeoX model (``rce_jax.bench.models``' shapes: Pythia-1B's, or a tiny one with ``--tiny``)
 is written as a Hugging Face folder with a byte-level BPE, then ``rce_jax.evaluate.evaluate`` runs
 on the same corpus once per setting to compile and once more, warm, to time (``timings.eval_s`` of
 the warm run: the scoring loop, without loading or tokenizing). The host fold
@@ -9,6 +9,7 @@ the warm run: the scoring loop, without loading or tokenizing). The host fold
 
   python experiments/bench_bootstrap.py --tiny --out out/bench_bootstrap_cpu   # CPU, ~2 minutes
   python experiments/bench_bootstrap.py --out out/bench_bootstrap              # on a GPU
+  python -m rce_jax.bench.bootstrap --tiny --out out/bench_bootstrap_cpu       # the same as the script
 """
 
 from __future__ import annotations
@@ -16,24 +17,19 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parents[1]
-for _p in (_ROOT / "kernels", _ROOT, Path(__file__).resolve().parent):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from bench_eval import build_model_dir  # noqa: E402
-from rce_jax.bootstrap import BootstrapStats  # noqa: E402
-from rce_jax.evaluate import EvalConfig, evaluate  # noqa: E402
-from rce_jax.io import write_json, write_text  # noqa: E402
+from ..bootstrap import BootstrapStats
+from ..cli import run_script
+from ..evaluate import EvalConfig, evaluate
+from ..io import check_output_dir, write_json, write_text
+from .models import build_model_dir
 
 
 def time_fold(replicates: int, tokens: int, vocab: int, docs: int, repeats: int, seed: int = 0) -> float:
@@ -61,6 +57,7 @@ def main(argv=None) -> dict:
     p.add_argument("--batch-size", type=int, default=None, help="default 8 (tiny) or 16")
     p.add_argument("--max-tokens", type=int, default=None, help="default 60000 (tiny) or 2000000")
     args = p.parse_args(argv)
+    check_output_dir(args.out, "--out")  # before any work
     replicates = [int(x) for x in args.replicates.split(",")]
     L = args.context_length or (128 if args.tiny else 2048)
     B = args.batch_size or (8 if args.tiny else 16)
@@ -108,4 +105,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_script("python -m rce_jax.bench.bootstrap", main)

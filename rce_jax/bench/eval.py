@@ -20,55 +20,29 @@ Device times are taken with ``block_until_ready`` / ``torch.cuda.synchronize``.
 
   python experiments/bench_eval.py --out out/bench_eval             # on a GPU
   python experiments/bench_eval.py --tiny --out out/bench_eval_cpu  # CPU smoke run
+  python -m rce_jax.bench.eval --tiny --out out/bench_eval_cpu      # the same
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parents[1]
-if (_ROOT / "rce_jax" / "__init__.py").exists():  # run from a checkout: use the code beside it
-    for _p in (_ROOT / "kernels", _ROOT, Path(__file__).resolve().parent):
-        if str(_p) not in sys.path:
-            sys.path.insert(0, str(_p))
+import jax
+import jax.numpy as jnp
+from flax import nnx
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-from flax import nnx  # noqa: E402
-
-from bench_forward import FULL, TINY, neox_config  # noqa: E402
-from rce_jax.cli import run_script  # noqa: E402
-from rce_jax.io import check_output_dir  # noqa: E402
-from rce_jax.data import load_corpus, plan_batches, tokenize_corpus  # noqa: E402
-from rce_jax.evaluate import EvalConfig, ScoreOptions, evaluate  # noqa: E402
-from rce_jax.evaluate.step import score_batch  # noqa: E402
-from rce_jax.io import write_json, write_text  # noqa: E402
-from rce_jax.models import forward_hidden, from_pretrained, init_model, save_pretrained  # noqa: E402
-from rce_jax.stats import RankStats  # noqa: E402
-
-
-def build_model_dir(out: Path, tiny: bool, dtype, tokenizer_dir, corpus_spec: str) -> Path:
-    """A Hugging Face folder with random weights and a tokenizer that fits the vocabulary."""
-    from rce_jax.train.tokenizer import load_tokenizer, train_bpe
-
-    config = neox_config(TINY if tiny else FULL)
-    if tokenizer_dir:
-        tokenizer = load_tokenizer(tokenizer_dir)
-    else:
-        tokenizer = train_bpe([load_corpus(corpus_spec)], 512 if tiny else 8192)
-    if len(tokenizer) > config.vocab_size:
-        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens, more than the model's "
-                         f"{config.vocab_size} rows")
-    config = dataclasses.replace(config, bos_token_id=tokenizer.bos_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
-    model = init_model(config, seed=0, dtype=dtype, param_dtype=dtype)
-    return Path(save_pretrained(model, config, out / "model", tokenizer))
+from ..cli import run_script
+from ..data import load_corpus, plan_batches, tokenize_corpus
+from ..evaluate import EvalConfig, ScoreOptions, evaluate
+from ..evaluate.step import score_batch
+from ..io import check_output_dir, write_json, write_text
+from ..models import forward_hidden, from_pretrained
+from ..stats import RankStats
+from .models import build_model_dir
 
 
 def time_loop(plan, step, sync, reset=None) -> float:
@@ -220,4 +194,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    run_script("experiments/bench_eval.py", main)
+    run_script("python -m rce_jax.bench.eval", main)

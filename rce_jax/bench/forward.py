@@ -9,6 +9,7 @@ bench_forward.json to --out. `--tiny` runs a small config (for CPU smoke runs).
 
   python experiments/bench_forward.py --out out/bench_forward            # on a GPU
   python experiments/bench_forward.py --tiny --out out/bench_forward_cpu  # anywhere
+  python -m rce_jax.bench.forward --tiny --out out/bench_forward_cpu      # the same
 """
 
 from __future__ import annotations
@@ -25,19 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rce_jax.cli import run_script
-from rce_jax.io import check_output_dir, write_json, write_text
-from rce_jax.models import ModelConfig, RopeConfig, forward_hidden, forward_logits, init_model
-
-FULL = dict(vocab_size=50304, hidden_size=2048, num_layers=16, num_heads=8,
-            intermediate_size=8192, max_position_embeddings=2048)
-TINY = dict(vocab_size=1024, hidden_size=128, num_layers=2, num_heads=4,
-            intermediate_size=512, max_position_embeddings=256)
-
-
-def neox_config(sizes: dict) -> ModelConfig:
-    return ModelConfig(family="gpt_neox", activation="gelu", parallel_residual=True,
-                       rope=RopeConfig(theta=10000.0, partial_rotary_factor=0.25), **sizes)
+from ..cli import run_script
+from ..io import check_output_dir, write_json, write_text
+from ..models import forward_hidden, forward_logits, init_model
+from .models import FULL, TINY, neox_config
 
 
 def median_seconds(fn, sync, warmup: int, iters: int) -> list[float]:
@@ -89,7 +81,7 @@ def bench_torch(config, ids, dtype_name, warmup, iters):
     return {"logits": {"times_s": times}}, name, torch.__version__, transformers.__version__
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--tiny", action="store_true", help="small config (CPU smoke run)")
@@ -100,7 +92,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--no-torch", action="store_true", help="time only rce_jax")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     check_output_dir(a.out, "--out")  # before any work
 
     config = neox_config(TINY if a.tiny else FULL)
@@ -141,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_script("experiments/bench_forward.py", main)
+    run_script("python -m rce_jax.bench.forward", main)

@@ -2,6 +2,7 @@
 
     python experiments/harness_agreement.py --raw wiki.test.raw --tokenizer DIR [--tokenizer DIR2]
         --articles 10 --context-length 64 --out harness_agreement
+    python -m rce_jax.bench.harness_agreement ...   # the same
 
 Splits a WikiText raw file (e.g. WikiText-2 ``wiki.test.raw``) into articles at its top-level
 `` = Title = `` lines (the document-level corpus the harness's ``wikitext`` task reads), saves
@@ -21,6 +22,8 @@ import json
 import os
 import re
 from pathlib import Path
+
+from ..io import check_output_dir
 
 METRICS = ("word_perplexity", "byte_perplexity", "bits_per_byte")
 _TITLE = re.compile(r"^ = [^=].* = $")
@@ -82,12 +85,13 @@ def main(argv=None) -> int:
     p.add_argument("--context-length", type=int, default=64)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
+    check_output_dir(args.out, "--out")  # before any work
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import datasets
 
-    from rce_jax.evaluate import EvalConfig, evaluate
-    from rce_jax.io import write_json, write_text
+    from ..evaluate import EvalConfig, evaluate
+    from ..io import write_json, write_text
 
     out = Path(args.out)
     pages = split_articles(Path(args.raw).read_text(encoding="utf-8"), args.articles)

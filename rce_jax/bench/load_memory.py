@@ -8,6 +8,7 @@ by transformers as sharded safetensors, then loads it in a fresh subprocess and 
 On CPU the loaded arrays live in host RAM, so they are part of the final RSS.
 
   python experiments/load_memory.py --dir /tmp/ckpt_1gb --out out/load_memory
+  python -m rce_jax.bench.load_memory --dir /tmp/ckpt_1gb --out out/load_memory  # the same
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import subprocess
 import sys
 import time
 
-from rce_jax.cli import run_script
-from rce_jax.io import check_output_dir
+from ..cli import run_script
+from ..io import check_output_dir, write_json, write_text
 
 
 def make_checkpoint(directory: str, gb: float, shard: str) -> None:
@@ -51,7 +52,7 @@ def measure(directory: str) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from rce_jax.models import Checkpoint, from_pretrained, param_counts
+    from ..models import Checkpoint, from_pretrained, param_counts
 
     jax.numpy.zeros(1).block_until_ready()  # initialise the backend before the baseline
     ckpt = Checkpoint(directory)
@@ -72,14 +73,14 @@ def measure(directory: str) -> dict:
             "params": counts["total"], "jax": jax.__version__, "device": str(jax.devices()[0])}
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dir", required=True, help="checkpoint directory (created if missing)")
     ap.add_argument("--gb", type=float, default=1.0, help="checkpoint size to create")
     ap.add_argument("--shard", default="200MB", help="max_shard_size for the created checkpoint")
     ap.add_argument("--out", default=None, help="folder for load_memory.json / .md")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if a.out:
         check_output_dir(a.out, "--out")  # before any work
     if a.child:
@@ -87,7 +88,7 @@ def main() -> None:
         return
     if not os.path.exists(os.path.join(a.dir, "config.json")):
         make_checkpoint(a.dir, a.gb, a.shard)
-    proc = subprocess.run([sys.executable, __file__, "--dir", a.dir, "--child"],
+    proc = subprocess.run([sys.executable, "-m", "rce_jax.bench.load_memory", "--dir", a.dir, "--child"],
                           capture_output=True, text=True, check=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     mib = lambda b: f"{b / 2**20:.0f} MiB"  # noqa: E731
@@ -99,11 +100,9 @@ def main() -> None:
         f"| load time | {result['load_seconds']} s |", f"| device | {result['device']} |"])
     print(table)
     if a.out:
-        from rce_jax.io import write_json, write_text
-
         write_json(os.path.join(a.out, "load_memory.json"), result)
         write_text(os.path.join(a.out, "load_memory.md"), table + "\n")
 
 
 if __name__ == "__main__":
-    run_script("experiments/load_memory.py", main)
+    run_script("python -m rce_jax.bench.load_memory", main)

@@ -9,6 +9,7 @@ entry lies within 2 e of the target, e being the largest error of the materialis
 logits against float64.
 
     python experiments/fused_rank_mismatch.py [--T 2048 --d 128 --V 50257 --seeds 2] [--out DIR]
+    python -m rce_jax.bench.rank_mismatch [...]   # the same
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from rce_kernels import fused_token_stats, token_stats
-from rce_jax.cli import run_script
-from rce_jax.io import check_output_dir
+
+from ..cli import run_script
+from ..io import check_output_dir, write_json, write_text
 
 
 def problem(seed, T, d, V, dtype):
@@ -91,8 +93,6 @@ def main(argv=None):
             rows.append({"impl": impl, "dtype": name, "rows": n, "rank_differs": n_rank,
                          "ties_differ": n_ties, "rounding_level": n_near if name == "f32" else None})
     if args.out:
-        from rce_jax.io import write_json, write_text
-
         write_json(f"{args.out}/fused_rank_mismatch.json",
                    {"jax": jax.__version__, "device": jax.devices()[0].device_kind,
                     "d": args.d, "V": args.V, "seeds": args.seeds, "rows": rows})
@@ -101,4 +101,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_script("experiments/fused_rank_mismatch.py", main)
+    run_script("python -m rce_jax.bench.rank_mismatch", main)

@@ -1,6 +1,7 @@
 """Peak scratch memory of the pure-JAX token statistics, from XLA's own buffer assignment.
 
     python experiments/token_stats_memory.py [--out DIR]
+    python -m rce_jax.bench.token_stats_memory [--out DIR]   # the same
 
 For each shape and dtype: the compiled temp bytes of ``token_stats_xla`` (streaming) and
 ``token_stats_naive`` (log_softmax + take + compare), next to the size of the logits and of one
@@ -15,8 +16,9 @@ import datetime
 import jax
 import jax.numpy as jnp
 from rce_kernels import token_stats_naive, token_stats_xla
-from rce_jax.cli import run_script
-from rce_jax.io import check_output_dir
+
+from ..cli import run_script
+from ..io import check_output_dir, write_json, write_text
 
 SHAPES = [(256, 50257), (2048, 50257), (1024, 128256), (1024, 151936)]
 
@@ -45,11 +47,9 @@ def main(argv=None):
     table = "\n".join(lines)
     print(table)
     if args.out:
-        from rce_jax.io import write_json, write_text
-
         write_json(f"{args.out}/memory.json", rows)
         write_text(f"{args.out}/memory.md", table + "\n")
 
 
 if __name__ == "__main__":
-    run_script("experiments/token_stats_memory.py", main)
+    run_script("python -m rce_jax.bench.token_stats_memory", main)

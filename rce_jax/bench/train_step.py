@@ -3,6 +3,7 @@
     python experiments/bench_train_step.py                      # CPU: the demo's largest model
     python experiments/bench_train_step.py --preset 125m --vocab 50304 --batch-size 16 \
         --context-length 1024 --dtype bfloat16 --attention-impl cudnn   # GPU: a 125M-class model
+    python -m rce_jax.bench.train_step                          # the same as the script
 
 Each variant is the trainer's own jitted step (model forward and backward, the loss, AdamW with
 clipping, donated state) on random tokens; variants are timed in interleaved rounds (so a noisy,
@@ -13,7 +14,7 @@ shared machine slows all of them alike) and the median step time is reported. Va
 * ``proxy-<head>-<impl>``: explicit choices, e.g. ``proxy-materialised-xla``, ``proxy-fused-xla``.
 
 ``--loss-only`` also times the loss alone (forward + backward with respect to the logits) at
-the kernel benchmark's shape, to relate to the kernel section of BUILD_NOTES.md. Prints the ratio proxy / ce (the
+the kernel benchmark's shape, to relate to docs/measurements.md ("Kernel benchmark"). Prints the ratio proxy / ce (the
 median over rounds of the per-round ratio, robust to the load of a shared machine drifting
 between rounds) and writes ``OUT/bench_train_step.json``.
 """
@@ -22,26 +23,23 @@ from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "kernels")]
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-from flax import nnx  # noqa: E402
-
-from rce_jax.cli import run_script  # noqa: E402
-from rce_jax.io import check_output_dir, write_json  # noqa: E402
-from rce_jax.losses import proxy_loss  # noqa: E402
-from rce_jax.models import ModelConfig, init_model, param_counts  # noqa: E402
-from rce_jax.train.config import LossSection, OptimSection  # noqa: E402
-from rce_jax.train.presets import PRESETS  # noqa: E402
-from rce_jax.train.state import init_state, make_optimizer  # noqa: E402
-from rce_jax.train.step import make_ce_loss_fn, make_loss_fn, make_train_step, resolve_loss  # noqa: E402
+from ..cli import run_script
+from ..io import check_output_dir, write_json
+from ..losses import proxy_loss
+from ..models import ModelConfig, init_model, param_counts
+from ..train.config import LossSection, OptimSection
+from ..train.presets import PRESETS
+from ..train.state import init_state, make_optimizer
+from ..train.step import make_ce_loss_fn, make_loss_fn, make_train_step, resolve_loss
 
 
 def parse(argv):
@@ -185,4 +183,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_script("experiments/bench_train_step.py", main)
+    run_script("python -m rce_jax.bench.train_step", main)

@@ -3,6 +3,7 @@
 
     python experiments/extrapolation.py runs/paper/scaling.json --out runs/paper/extrapolation
     python experiments/extrapolation.py results/ --out extrap --holdout 3 --n total
+    python -m rce_jax.paper.extrapolation results/ --out extrap   # the same as the script
 
 Input: ``rce-jax eval`` result JSONs (files, or folders of them), JSON lists of such results, or
 the ``scaling.json`` report of ``rce-jax scaling`` / ``paper_models.py`` (its model table, with
@@ -42,17 +43,11 @@ import io
 import sys
 from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parents[1]
-if (_ROOT / "rce_jax" / "__init__.py").exists():  # run from a checkout: use the code beside it
-    for _p in (_ROOT / "kernels", _ROOT):
-        if str(_p) not in sys.path:
-            sys.path.insert(0, str(_p))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from rce_jax.cli import run_script  # noqa: E402
-from rce_jax.io import check_output_dir, read_json_files, write_json, write_text  # noqa: E402
-from rce_jax.scaling import (  # noqa: E402
+from ..cli import run_script
+from ..io import check_output_dir, read_json_files, write_json, write_text
+from ..scaling import (
     MIN_IRREDUCIBLE_SIZES, N_KEYS, check_unique_models, fit_groups, fit_power_law, fit_with_irreducible, model_row)
 
 METHODS = ("ce_power_law", "ce_irreducible", "ee_law", "ee_power_law")
@@ -274,8 +269,8 @@ STYLE = {"ce_power_law": ("tab:blue", "-"), "ce_irreducible": ("tab:green", "--"
 def plot_group(g: GroupForecast, out_dir, n_key: str = "non_embedding") -> Path:
     """CE, EE and SA - Conf against N: fitted models filled, held-out ones open, fits drawn over
     the whole range (the forecast region right of the dotted line)."""
-    from rce_jax.io import slug
-    from rce_jax.plots import log_axes, plt, save
+    from ..io import slug
+    from ..plots import log_axes, plt, save
 
     every = g.fitted + g.held_out
     n_all = np.array([m["n"] for m in every], float)
@@ -336,4 +331,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    run_script("experiments/extrapolation.py", main)
+    run_script("python -m rce_jax.paper.extrapolation", main)

@@ -3,6 +3,7 @@ parameters (3.06 decades), one recipe, on one H100/H200.
 
     python experiments/ladder_gpu.py --train PATH_OR_SPEC [--train ...] --out out/ladder_gpu
     python experiments/ladder_gpu.py --tiny --out out/ladder_gpu_tiny     # CPU check, ~1 min
+    python -m rce_jax.train.gpu_ladder --tiny --out out/ladder_gpu_tiny  # the same as the script
 
 Same machinery as ``rce-jax demo`` (``rce_jax.train.ladder.run_ladder``): every rung trained on
 the same tokens in the same order, exported, evaluated through ``rce-jax eval``'s pipeline on
@@ -21,18 +22,15 @@ whole ladder about an hour and a half.
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import sys
-from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "kernels")]
-
-from rce_jax.cli import run_script  # noqa: E402
-from rce_jax.io import check_output_dir  # noqa: E402
-from rce_jax.train.config import (DataSection, EvalSection, ModelSection, OptimSection,  # noqa: E402
-                                  TokenizerSection, TrainConfig)
-from rce_jax.train.ladder import LadderSpec, run_ladder  # noqa: E402
-from rce_jax.train.presets import LADDERS  # noqa: E402
+from ..cli import run_script
+from ..io import check_output_dir
+from .config import DataSection, EvalSection, ModelSection, OptimSection, TokenizerSection, TrainConfig
+from .ladder import LadderSpec, run_ladder
+from .presets import LADDERS
 
 EVAL = ["python-docs@heldout", "python-code@heldout"]
 
@@ -80,7 +78,8 @@ def parse(argv):
     return args
 
 
-def main(argv=None):
+def main(argv=None, prog: str = "python experiments/ladder_gpu.py"):
+    """``prog``: how the command is written in the report (the script, or ``python -m``)."""
     args = parse(argv)
     if args.tiny:
         spec = tiny_ladder()
@@ -90,7 +89,7 @@ def main(argv=None):
         spec = gpu_ladder(args.train, args.eval or EVAL, args.tokenizer, steps=args.steps,
                           batch_size=args.batch_size, context_length=args.context_length, lr=args.lr,
                           vocab=args.vocab)
-    command = "python experiments/ladder_gpu.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = f"{prog} " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     report = run_ladder(spec, args.out, progress=not args.no_progress, command=command,
                         title=f"{spec.name}: {len(spec.presets)} models, one recipe")
     for f in report["findings"]:
@@ -100,4 +99,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_script("experiments/ladder_gpu.py", main)
+    run_script("python -m rce_jax.train.gpu_ladder",
+               functools.partial(main, prog="python -m rce_jax.train.gpu_ladder"))

@@ -2,6 +2,7 @@
 
     python experiments/lambda_sweep.py --out out/lambda_sweep            # CPU, ~9 minutes (2 seeds)
     python experiments/lambda_sweep.py --tiny --out out/lambda_sweep_tiny  # CPU smoke test, ~1 min
+    python -m rce_jax.train.sweep --tiny --out out/lambda_sweep_tiny      # the same as the script
 
 One model (same architecture, tokens, schedule) is trained once per lam in ``--lams`` and per seed
 in ``--seeds`` (seed s changes the initialisation and the data order; for a given seed every lam
@@ -21,22 +22,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[1] / "kernels")]
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from rce_jax.cli import run_script  # noqa: E402
-from rce_jax.io import check_output_dir  # noqa: E402
-from rce_jax.bootstrap import percentile_interval  # noqa: E402
-from rce_jax.evaluate import EvalConfig, evaluate  # noqa: E402
-from rce_jax.io import write_json, write_text  # noqa: E402
-from rce_jax.style import METRIC_LABELS, display_name, figure, legend_outside, save  # noqa: E402
-from rce_jax.train import train  # noqa: E402
-from rce_jax.train.config import ModelSection  # noqa: E402
-from rce_jax.train.demo import DEMO, QUICK  # noqa: E402
+from ..bootstrap import percentile_interval
+from ..cli import run_script
+from ..evaluate import EvalConfig, evaluate
+from ..io import check_output_dir, write_json, write_text
+from ..style import METRIC_LABELS, display_name, figure, legend_outside, save
+from .config import ModelSection
+from .demo import DEMO, QUICK
+from .loop import train
 
 KEYS = ("ce", "ee", "sa", "conf")
 NAMES = {"ce": "CE", "ee": "EE", "sa": "SA", "conf": "Conf"}
@@ -171,4 +168,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_script("experiments/lambda_sweep.py", main)
+    run_script("python -m rce_jax.train.sweep", main)
