@@ -1,4 +1,5 @@
-"""experiments/bench_eval.py (issue 5's evaluation benchmark) on a tiny model, in float32.
+"""rce_jax.bench.eval (``experiments/bench_eval.py``, issue 5's evaluation benchmark) on a tiny
+model, in float32.
 
 The benchmark's comparison side (transformers logits, ranks and log-softmax in torch, per-rank
 bincount sums) is an independent computation of the decomposition: on the same windows it must
@@ -8,10 +9,9 @@ score the same tokens and, in float32, give the same CE, EE, SA and Conf as ``rc
 import json
 
 import pytest
-from experiment_scripts import load_script
 from tolerances import DECOMPOSITION_TWO_IMPLEMENTATIONS_ABS
 
-bench = load_script("bench_eval")
+from rce_jax.bench import eval as bench
 
 
 def test_tiny_float32_run_agrees_with_transformers_and_writes_its_tables(tmp_path):

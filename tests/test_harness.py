@@ -208,9 +208,7 @@ def test_harness_agreement_experiment_runs_on_a_small_raw_file(models, lm_eval, 
     `` = = `` subheadings) and reports, per tokenizer, equal token counts and float32-noise
     differences for the two matching comparisons, and for a tokenizer that adds ``<s>`` one token
     per article more under lm_eval's default than under rce-jax's default."""
-    from experiment_scripts import load_script
-
-    ha = load_script("harness_agreement")
+    from rce_jax.bench import harness_agreement as ha
     rng = np.random.default_rng(seed := int(np.random.SeedSequence().entropy % 2**32))
     print(f"seed={seed}")
     pages = [_wikitext_page(rng) for _ in range(3)]

@@ -1,4 +1,5 @@
-"""experiments/extrapolation.py: fit on the smaller models, forecast the larger (issue 6, d).
+"""rce_jax.paper.extrapolation (``experiments/extrapolation.py``): fit on the smaller models,
+forecast the larger (issue 6, d).
 
 Planted laws with fresh random parameters: the EE-law forecast must be exact when EE is a pure
 power law and SA - Conf is the same for every model, while the plain CE power law errs by exactly
@@ -11,14 +12,12 @@ import json
 
 import numpy as np
 import pytest
-from experiment_scripts import load_script
 from tolerances import (EXACT_LAW_FORECAST_REL, F64_TWO_ROUTES_REL,
                         FORECAST_ERROR_TWO_ROUTES_REL, FORECAST_TWO_ROUTES_REL,
                         MISSES_BY_MORE_THAN, MISSES_BY_MORE_THAN_CE_LAW, NONLINEAR_FIT_REL,
                         NONLINEAR_FORECAST_REL)
 
-
-ex = load_script("extrapolation")
+from rce_jax.paper import extrapolation as ex
 
 
 def planted(rng, *, n_models=7, family="fam", dataset="ds", ee=None, offset=None, ce=None):
