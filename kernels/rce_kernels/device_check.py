@@ -16,9 +16,9 @@ Sections, in this order (a later one never runs before an earlier one has finish
    cross-entropy; peak memory; every row names what ran; the torch eager and
    ``torch.compile`` token-statistics baselines at the largest vocabulary where torch is
    installed;
-3. **end to end**: ``experiments/bench_eval.py`` (``rce-jax eval`` against transformers with
-   sdpa, bf16, at Pythia-1B size) with the statistics' share of the scoring step, when the
-   repository's ``experiments/`` folder and ``rce_jax`` are present.
+3. **end to end**: ``rce_jax.bench.eval`` (``experiments/bench_eval.py``: ``rce-jax eval``
+   against transformers with sdpa, bf16, at Pythia-1B size) with the statistics' share of the
+   scoring step, when ``rce_jax`` is importable.
 
 Writes ``DIR/device_check.json`` and ``DIR/device_check.md`` (atomically), prints the Markdown
 last, and exits with status 1, after writing, if any correctness check failed (the failures
@@ -67,7 +67,7 @@ class Sizes:
     hidden: int
     repeats: int
     inner: int
-    e2e: tuple[str, ...]  # arguments of experiments/bench_eval.py
+    e2e: tuple[str, ...]  # arguments of rce_jax.bench.eval (experiments/bench_eval.py)
 
 
 FULL = Sizes(check_T=512,  # T / k >= 64 super-rows for the GPU kernel at k = 8 (bf16, V = 50257)
@@ -220,19 +220,17 @@ def performance(sizes: Sizes, out: Path, tiny: bool) -> dict:
 
 
 def end_to_end(sizes: Sizes, out: Path):
-    """experiments/bench_eval.py from the checkout this package sits in, or why not."""
-    script = Path(__file__).resolve().parents[2] / "experiments" / "bench_eval.py"
-    if not script.exists():
-        return {"skipped": f"{script} not found (rce_kernels installed without the repository)"}
+    """``rce_jax.bench.eval`` (``experiments/bench_eval.py``) if rce_jax is installed, or why not."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("rce_bench_eval", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    if importlib.util.find_spec("rce_jax") is None:
+        return {"skipped": "rce_jax is not importable (rce_kernels installed without it)"}
+    from rce_jax.bench.eval import main
+
     argv = [*sizes.e2e, "--out", str(out / "bench_eval")]
     if not bench_torch.available():
         argv.append("--no-torch")
-    return module.main(argv)
+    return main(argv)
 
 
 def _write(path: Path, text: str) -> None:
