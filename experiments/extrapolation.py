@@ -52,8 +52,8 @@ import numpy as np  # noqa: E402
 
 from rce_jax.cli import run_script  # noqa: E402
 from rce_jax.io import check_output_dir, read_json_files, write_json, write_text  # noqa: E402
-from rce_jax.scaling import (  # noqa: E402
-    MIN_IRREDUCIBLE_SIZES, N_KEYS, check_unique_models, fit_groups, fit_power_law, fit_with_irreducible, model_row)
+from rce_jax.fits import MIN_IRREDUCIBLE_SIZES, fit_power_law, fit_with_irreducible  # noqa: E402
+from rce_jax.report import N_KEYS, check_unique_models, fit_groups, model_row  # noqa: E402
 
 METHODS = ("ce_power_law", "ce_irreducible", "ee_law", "ee_power_law")
 TARGET = {"ce_power_law": "ce", "ce_irreducible": "ce", "ee_law": "ce", "ee_power_law": "ee"}
