@@ -54,7 +54,7 @@ from paper_table import (  # noqa: E402
 
 from rce_jax.cli import run_script  # noqa: E402
 from rce_jax.io import check_output_dir, write_json  # noqa: E402
-from rce_jax.scaling import N_KEYS  # noqa: E402
+from rce_jax.report import N_KEYS  # noqa: E402
 
 __all__ = ["CorpusEntry", "CorpusStatus", "ModelEntry", "ModelStatus", "Plan", "Run", "Table",
            "format_plan", "load_table", "locate_model", "main", "make_plan",
@@ -98,7 +98,7 @@ def run_plan(plan: Plan, config, out, *, cache_dir=None, force=False, keep_going
 def write_report(records, out, *, n_key="non_embedding", figures=True) -> list:
     """scaling.{md,csv,json} and the figures of the relabelled records; returns the paths."""
     from rce_jax.plots import write_figures
-    from rce_jax.scaling import scaling_report
+    from rce_jax.report import scaling_report
 
     report = scaling_report(records, n_key=n_key)
     paths = list(report.write(out).values())

@@ -21,7 +21,7 @@ from rce_jax.data import parse_spec
 from rce_jax.models import FAMILIES, load_config
 from rce_jax.models.checkpoint import BIN_INDEX, BIN_SINGLE, SAFE_INDEX, SAFE_SINGLE
 from rce_jax.models.loading import TOKENIZER_FILES
-from rce_jax.scaling import N_KEYS
+from rce_jax.report import N_KEYS
 
 DEFAULT_CONFIG = Path(__file__).with_name("paper_models.yaml")
 DEFAULT_KEYS = {"context_length": int, "batch_size": int, "dtype": str, "max_tokens": (int, type(None)),

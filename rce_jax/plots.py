@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib import ticker
 
-from .scaling import MIXED, ScalingReport, fit_power_law
+from .fits import fit_power_law
+from .report import MIXED, ScalingReport
 from .style import (METRIC_LABELS, METRIC_SHORT, N_LABELS, display_name, figure, file_stem,  # noqa: F401
                     legend_outside, log_axes, plt, save, slug)
 

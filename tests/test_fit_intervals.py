@@ -11,7 +11,8 @@ from np_reference import fresh_rng
 from scipy import stats as sps
 
 from rce_jax.bootstrap import percentile_interval, poisson_weights
-from rce_jax.scaling import compare, fit_metrics, fit_power_law, leave_one_out, scaling_report
+from rce_jax.fits import compare, fit_metrics, fit_power_law, leave_one_out
+from rce_jax.report import scaling_report
 from tolerances import (COVERAGE_TAIL, FIT_INTEGER_N_SLOPE_ABS, FIT_INTERVAL_VS_SCIPY_REL, FIT_SE_VS_SCIPY_REL,
                         FIT_SLOPE_VS_SCIPY_REL, FIT_TWO_ROUTES_REL)
 

@@ -170,7 +170,7 @@ def test_cli_files_and_report_input(tmp_path):
     """main() on a folder of result files writes md/csv/json and one figure per group; the CSV has
     one row per held-out model x method; the scaling.json report of the same results gives the
     same forecasts; bad paths and a report of another N fail with exit status 2."""
-    from rce_jax.scaling import scaling_report
+    from rce_jax.report import scaling_report
 
     rng = np.random.default_rng(8)
     rows = planted(rng, n_models=6, ee=lambda n: 40 * n ** -0.12, offset=lambda n: 0.3)

@@ -4,7 +4,7 @@ import numpy as np
 from np_reference import fresh_rng
 
 from rce_jax import plots
-from rce_jax.scaling import scaling_report
+from rce_jax.report import scaling_report
 from tolerances import DECADE_TICK_ABS, DECADE_TICK_REL
 
 PNG = b"\x89PNG\r\n\x1a\n"

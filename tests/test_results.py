@@ -11,7 +11,7 @@ from result_helpers import make_record as _record
 
 from rce_jax.evaluate import EvalConfig, result_path
 from rce_jax.results import NUMBER_SETTINGS, VERSION, ResultFileError, read_result, write_result
-from rce_jax.scaling import scaling_report
+from rce_jax.report import scaling_report
 
 def test_record_round_trips_and_is_its_json(tmp_path):
     """write_result then read_result gives an equal record; the mapping view is exactly the JSON

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from np_reference import fresh_rng
 
-from rce_jax.scaling import fit_power_law, fit_with_irreducible, scaling_report
+from rce_jax.fits import fit_power_law, fit_with_irreducible
+from rce_jax.report import scaling_report
 from tolerances import (F64_SAME_ROUTE_ABS, FIT_INTEGER_N_R2_ABS, FIT_INTEGER_N_SLOPE_ABS,
                         FIT_INTERCEPT_EXACT_ABS, FIT_PREDICT_EXACT_REL, FIT_R2_EXACT_ABS,
                         FIT_SLOPE_EXACT_ABS, FIT_TWO_ROUTES_INTERCEPT_ABS,
@@ -140,7 +141,7 @@ def test_report_refuses_a_model_given_twice():
 
 def test_zero_cross_entropy_gives_a_nan_share():
     """EE/CE of a record with CE = 0 is NaN (as Decomposition.ee_share), never ZeroDivisionError."""
-    from rce_jax.scaling import model_row
+    from rce_jax.report import model_row
 
     rec = {"model": "m", "family": "f", "dataset": "d", "n_params_non_embedding": 5,
            "ce": 0.0, "ee": 0.0, "sa": 0.0, "conf": 0.0}

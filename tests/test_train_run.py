@@ -107,7 +107,7 @@ def test_periodic_eval_equals_rce_jax_eval(run, tmp_path):
     assert rec["rank_stats"]["count"] == e["rank_stats"]["count"]
     # the same record: the trainer's reads as an EvalResult and is keyed and grouped the same
     from rce_jax.results import EvalResult
-    from rce_jax.scaling import group_key
+    from rce_jax.report import group_key
 
     typed = EvalResult.from_dict(e)
     assert (typed.producer, typed.step, rec.producer) == ("train", last["step"], "eval")

@@ -7,7 +7,7 @@ import sys
 from .. import plots
 from ..io import check_output_dir, read_json_files
 from ..results import EvalResult, is_result
-from ..scaling import METRICS, N_KEYS, scaling_report
+from ..report import METRICS, N_KEYS, scaling_report
 
 
 def register(sub, name):

@@ -17,7 +17,7 @@ held-out model's CE is forecast three ways:
     ``log CE = c + a log N`` by least squares over F; ``CE^ = exp(c) N^a``.
 ``ce_irreducible``
     ``CE = A N^-alpha + E`` by nonlinear least squares over F with ``0 <= E <= min_F CE``
-    (``rce_jax.scaling.fit_with_irreducible``); ``CE^ = A N^-alpha + E``. Needs at least 4
+    (``rce_jax.fits.fit_with_irreducible``); ``CE^ = A N^-alpha + E``. Needs at least 4
     distinct sizes in F; otherwise it is listed as not available for the group.
 ``ee_law``
     ``log EE = c' + a' log N`` by least squares over F, ``EE^ = exp(c') N^a'``;
@@ -47,8 +47,8 @@ import numpy as np
 
 from ..cli import run_script
 from ..io import check_output_dir, read_json_files, write_json, write_text
-from ..scaling import (
-    MIN_IRREDUCIBLE_SIZES, N_KEYS, check_unique_models, fit_groups, fit_power_law, fit_with_irreducible, model_row)
+from ..fits import MIN_IRREDUCIBLE_SIZES, fit_power_law, fit_with_irreducible
+from ..report import N_KEYS, check_unique_models, fit_groups, model_row
 
 METHODS = ("ce_power_law", "ce_irreducible", "ee_law", "ee_power_law")
 TARGET = {"ce_power_law": "ce", "ce_irreducible": "ce", "ee_law": "ce", "ee_power_law": "ee"}

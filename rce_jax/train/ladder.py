@@ -27,7 +27,7 @@ from pathlib import Path
 from ..evaluate import EvalConfig, evaluate, result_path
 from ..io import write_json
 from ..plots import write_figures
-from ..scaling import scaling_report
+from ..report import scaling_report
 from .checkpoint import MetricsLog
 from .config import ConfigError, TrainConfig, diff_keys, identity
 from .evals import write_training_figures

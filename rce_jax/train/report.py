@@ -18,7 +18,8 @@ import numpy as np
 
 from ..bootstrap import percentile_interval
 from ..io import write_json, write_text
-from ..scaling import LEVEL, MIXED
+from ..fits import LEVEL
+from ..report import MIXED
 
 NAMES = {"ce": "CE", "ee": "EE", "sa": "SA", "conf": "Conf", "ee_share": "EE/CE"}
 LAWS = ("ce", "ee", "sa", "conf")
