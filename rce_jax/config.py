@@ -28,6 +28,9 @@ from typing import Any
 import yaml
 
 
+REQUIRED = "required, no default"  # the message of a field that is missing
+
+
 class ConfigError(ValueError):
     """A configuration value or key that is not acceptable. ``key``: the dotted key (or None),
     ``message``: the problem; ``str()`` is ``"key: message"``."""
@@ -65,7 +68,7 @@ def from_dict(cls, d: dict, prefix: str = ""):
     missing = [f.name for f in fields if f.name not in d and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
-        raise ConfigError("required, no default", prefix + missing[0])
+        raise ConfigError(REQUIRED, prefix + missing[0])
     kwargs = {name: convert(d[name], hints[name], prefix + name) for name in names if name in d}
     try:
         return cls(**kwargs)
