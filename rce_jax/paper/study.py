@@ -1,10 +1,10 @@
 """The paper's model table on real checkpoints (issue 6, experiment a).
 
-Every model of ``paper_models.yaml`` that is present locally is evaluated on the paper's corpora
+Every model of the table (``rce_jax/paper/models.yaml``) that is present locally is evaluated on the paper's corpora
 (one ``rce-jax eval`` result per model x corpus), then the scaling laws are fitted per
 (corpus, family) and per corpus with the families mixed, and the figures are drawn::
 
-    python experiments/paper_models.py --out runs/paper --models-dir /data/hf --dry-run
+    python -m rce_jax.paper.study --out runs/paper --models-dir /data/hf --dry-run
     python experiments/paper_models.py --out runs/paper --models-dir /data/hf \\
         --families gpt2,pythia --corpora c4,python-code --dtype bfloat16
 
@@ -12,7 +12,8 @@ Models are found offline: a folder under ``--models-dir`` named like the repo id
 part, or ``org--name``), else the local Hugging Face cache. Missing ones are listed and skipped.
 A corpus that is not available (TFDS not prepared, no GitHub-code path) is replaced by its
 offline fallback (``python-docs`` / ``python-code``) unless ``--no-fallback``. Reading the
-table and planning live in ``paper_table.py`` beside this file.
+table and planning live in ``rce_jax.paper.table``; ``experiments/paper_models.py`` is this
+module's command line.
 
 Outputs under ``--out``:
   results/<model>__<corpus>.json  the eval results (an existing one is reused; a partial run resumes)
@@ -30,36 +31,12 @@ import os
 import sys
 from pathlib import Path
 
-_HERE = Path(__file__).resolve().parent
-_ROOT = _HERE.parent
-_PATHS = [_HERE] + ([_ROOT / "kernels", _ROOT] if (_ROOT / "rce_jax" / "__init__.py").exists() else [])
-for _p in _PATHS:  # paper_table beside this file; from a checkout, the library beside it too
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
+from rce_jax.cli import run_script
+from rce_jax.config import ConfigError, to_dict
+from rce_jax.io import check_output_dir, write_json
+from rce_jax.scaling import N_KEYS
 
-from paper_table import (  # noqa: E402
-    DEFAULT_CONFIG,
-    CorpusEntry,
-    CorpusStatus,
-    ModelEntry,
-    ModelStatus,
-    Plan,
-    Run,
-    Table,
-    format_plan,
-    load_table,
-    locate_model,
-    make_plan,
-)
-
-from rce_jax.cli import run_script  # noqa: E402
-from rce_jax.io import check_output_dir, write_json  # noqa: E402
-from rce_jax.scaling import N_KEYS  # noqa: E402
-
-__all__ = ["CorpusEntry", "CorpusStatus", "ModelEntry", "ModelStatus", "Plan", "Run", "Table",
-           "format_plan", "load_table", "locate_model", "main", "make_plan",
-           "report_record", "run_plan", "write_report"]
-
+from .table import DEFAULT_CONFIG, Plan, Run, format_plan, load_table, make_plan
 
 # ---- running ----------------------------------------------------------------------------------
 
@@ -144,24 +121,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# EvalConfig key -> this command's flag, for the messages of a bad value
+FLAGS = {"context_length": "--context-length", "batch_size": "--batch-size", "max_tokens": "--max-tokens",
+         "dtype": "--dtype", "impl": "--impl", "model_parallel": "--model-parallel"}
+
+
+def eval_config(args, d):
+    """The ``EvalConfig`` of the table's defaults ``d`` and the flags (a flag wins)."""
+    from rce_jax.evaluate import EvalConfig
+
+    max_tokens = d.max_tokens if args.max_tokens is None else (args.max_tokens or None)
+    try:
+        return EvalConfig(context_length=d.context_length if args.context_length is None else args.context_length,
+                          batch_size=d.batch_size if args.batch_size is None else args.batch_size,
+                          max_tokens=max_tokens, dtype=args.dtype or d.dtype, impl=args.impl,
+                          upcast_logits=args.upcast_logits, model_parallel=args.model_parallel)
+    except ConfigError as e:
+        if getattr(args, e.key, None) is not None and e.key in FLAGS:
+            raise ValueError(f"{FLAGS[e.key]} {e.message}") from None
+        raise ConfigError(f"{args.config}: defaults.{e}") from None
+
+
 def run(args) -> int:
     table = load_table(args.config)
     d = table.defaults
-    context_length = d["context_length"] if args.context_length is None else args.context_length
-    max_tokens = d["max_tokens"] if args.max_tokens is None else (args.max_tokens or None)
     specs = {}
     for item in args.corpus_spec:
         key, eq, spec = item.partition("=")
         if not eq or not key or not spec:
             raise ValueError(f"--corpus-spec takes KEY=SPEC, got {item!r}")
         specs[key] = spec
-    from rce_jax.evaluate import EvalConfig
-
-    dtype = args.dtype or d["dtype"]
-    batch_size = d["batch_size"] if args.batch_size is None else args.batch_size
-    config = EvalConfig(context_length=context_length, batch_size=batch_size,  # checks the settings
-                        max_tokens=max_tokens, dtype=dtype, impl=args.impl,
-                        upcast_logits=args.upcast_logits, model_parallel=args.model_parallel)
+    config = eval_config(args, d)  # checks the settings
+    context_length, max_tokens, dtype, batch_size = (config.context_length, config.max_tokens, config.dtype,
+                                                     config.batch_size)
     if args.tfds_data_dir:
         os.environ["TFDS_DATA_DIR"] = args.tfds_data_dir
     plan = make_plan(table, args.out, models_dir=args.models_dir, hf_cache=not args.no_hf_cache,
@@ -169,7 +161,7 @@ def run(args) -> int:
                      corpora=args.corpora, corpus_specs=specs, fallback=not args.no_fallback,
                      tfds_data_dir=args.tfds_data_dir, context_length=context_length, eval_config=config)
     print(f"settings: context length {context_length}, max tokens {max_tokens or 'all'}, dtype {dtype}, "
-          f"batch size {batch_size}, N = {args.n_key or d['n_key']}")
+          f"batch size {batch_size}, N = {args.n_key or d.n_key}")
     print(format_plan(plan))
     if args.dry_run:
         return 0
@@ -184,10 +176,10 @@ def run(args) -> int:
                                  keep_going=args.keep_going, progress=not args.no_progress)
     if jax.process_index() != 0:
         return 1 if failures else 0
-    n_key = args.n_key or d["n_key"]
+    n_key = args.n_key or d.n_key
     paths = write_report(records, args.out, n_key=n_key, figures=not args.no_figures) if records else []
     summary = {
-        "config": str(args.config), "eval_config": dataclasses.asdict(config), "n_used": n_key,
+        "config": str(args.config), "eval_config": to_dict(config), "n_used": n_key,
         "models": [{"family": m.entry.family, "repo": m.entry.repo, "status": m.status, "path": m.path,
                     "reason": m.reason} for m in plan.models],
         "corpora": [dataclasses.asdict(c) for c in plan.corpora], "substitutes": plan.substitutes,
@@ -217,4 +209,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    run_script("experiments/paper_models.py", main)
+    run_script("python -m rce_jax.paper.study", main)
