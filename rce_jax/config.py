@@ -12,7 +12,8 @@ misspelt key would otherwise be silently ignored), and so is a missing field wit
 A dataclass's own ``__post_init__`` checks may raise ``ConfigError(message, key)``; the loader
 puts the section's dotted prefix in front of that key. Override values (``KEY=VALUE``) are
 parsed as YAML and then converted, so ``optim.lr=3e-4`` is a float although YAML 1.1 reads
-``3e-4`` as a string, and a list or tuple may be written comma-separated (``ranks=2,4``).
+``3e-4`` as a string, and a list or tuple may be written comma-separated (``ranks=2,4``) or,
+with one element, as that element (``ranks=3``).
 Why this is hand-written rather than a library: docs/config.md.
 """
 
@@ -94,6 +95,8 @@ def _type_name(tp) -> str:
 def _sequence(value, key: str) -> list:
     if isinstance(value, str):  # a comma-separated override: a,b,c
         value = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, (int, float)):  # one number: a sequence of one (ranks=3)
+        value = [value]
     if not isinstance(value, (list, tuple)):
         raise ConfigError(f"expected a list, got {value!r}", key)
     return list(value)

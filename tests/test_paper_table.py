@@ -203,3 +203,66 @@ def test_end_to_end_tiny_models(tiny_setup, capsys):
     assert "evaluations: 2 (0 done, 2 to run)" in capsys.readouterr().out
     assert [p.stat().st_mtime_ns for p in results] == stamps
     assert len(list((out / "results").glob("*__L8-*.json"))) == 2
+
+
+def test_table_schema_errors_name_the_file_entry_and_key(tmp_path):
+    """The table goes through the one loader: a missing default, a value of the wrong type, an
+    unknown key, a corpus with both or neither of spec/spec_env and a bad fallback are refused
+    with the file, the dotted key of the entry and the problem."""
+    p = tmp_path / "t.yaml"
+    fam = "families: {f: {architecture: gpt2, models: [{repo: a/b}]}}\n"
+    cases = [
+        ("defaults: {context_length: 16, batch_size: 2, dtype: float32, n_key: non_embedding}\n" + fam
+         + "corpora: {c: {spec: python-docs@all}}\n", "t.yaml: defaults.max_tokens: required, no default"),
+        ("defaults: {context_length: long, batch_size: 2, dtype: float32, max_tokens: null, n_key: total}\n" + fam
+         + "corpora: {c: {spec: python-docs@all}}\n", "t.yaml: defaults.context_length: expected an integer, got 'long'"),
+        ("defaults: {context_length: 16, batch_size: 2, dtype: float32, max_tokens: null, n_key: all}\n" + fam
+         + "corpora: {c: {spec: python-docs@all}}\n", "t.yaml: defaults.n_key: must be one of"),
+        ("defaults: {context_length: 16, batch_size: 2, dtype: float32, max_tokens: null, n_key: total}\n"
+         "families: {f: {architecture: gpt2, models: [{repo: a/b, alias: [c]}]}}\n"
+         "corpora: {c: {spec: python-docs@all}}\n", "unknown config key(s) families.f.models[0].alias"),
+        ("defaults: {context_length: 16, batch_size: 2, dtype: float32, max_tokens: null, n_key: total}\n" + fam
+         + "corpora: {c: {spec: python-docs@all, spec_env: X}}\n", "t.yaml: corpora.c: needs exactly one of spec, spec_env"),
+        ("defaults: {context_length: 16, batch_size: 2, dtype: float32, max_tokens: null, n_key: total}\n" + fam
+         + "corpora: {c: {spec: python-docs@all, default: perhaps}}\n", "t.yaml: corpora.c.default: expected true or false"),
+        ("defaults: {context_length: 16, batch_size: 2, dtype: float32, max_tokens: null, n_key: total}\n" + fam
+         + "corpora: {c: {spec: python-docs@all, fallback: c}}\n", "t.yaml: corpora.c.fallback: 'c' is not another corpus"),
+        ("defaults: {context_length: 16, batch_size: 2, dtype: float32, max_tokens: null, n_key: total}\n"
+         "families: {f: {architecture: gpt2, models: []}}\ncorpora: {}\n", "t.yaml: families.f.models: needs a non-empty"),
+    ]
+    for text, message in cases:
+        p.write_text(text)
+        with pytest.raises(ValueError) as err:
+            pt.load_table(p)
+        assert message in str(err.value), (message, str(err.value))
+
+
+def test_hf_and_wikitext_corpora_are_checked_offline(tmp_path, monkeypatch):
+    """E12: `hf:` and `wikitext` specs are not taken for paths: without the datasets package they
+    are unavailable with the install hint; with it, a save_to_disk folder is available, a dataset
+    is available if its entry is in the local datasets or hub cache, and missing otherwise."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "datasets" else real_find_spec(name, *a))
+    entry = pt.CorpusEntry("w", spec="wikitext@test")
+    status = pt.check_corpus(entry, {})
+    assert not status.available and "datasets package is not installed" in status.reason
+
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "datasets" else real_find_spec(name, *a))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "dataset_dict.json").write_text("{}")
+    assert pt.check_corpus(pt.CorpusEntry("s", spec=f"hf:{saved}@test"), {}).available
+    for spec in ("wikitext@test", "hf:org/name:cfg@validation"):
+        status = pt.check_corpus(pt.CorpusEntry("k", spec=spec), {})
+        assert not status.available and "not in the local datasets cache" in status.reason, spec
+    (tmp_path / "hf" / "datasets" / "EleutherAI___wikitext_document_level").mkdir(parents=True)
+    (tmp_path / "hf" / "hub" / "datasets--org--name").mkdir(parents=True)
+    for spec in ("wikitext@test", "hf:org/name:cfg@validation"):
+        assert pt.check_corpus(pt.CorpusEntry("k", spec=spec), {}).available, spec
