@@ -149,6 +149,10 @@ def run(args) -> int:
         print(dump_yaml(job), end="")
         return 0
     config = job.settings
+    # the batch shape and options as resolved, for the boundary's out-of-memory line
+    # (rce_jax.cli.out_of_memory_message reads them by their flags' names)
+    vars(args).update(batch_size=config.batch_size, context_length=config.context_length,
+                      no_fused=not config.fused, model_parallel=config.model_parallel)
     models = [parse_named(m, "--model") for m in job.models]
     datas = [parse_named(d, "--data") for d in job.data]
     for flag, named in (("--model", models), ("--data", datas)):
