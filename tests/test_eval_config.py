@@ -137,3 +137,18 @@ def test_eval_from_a_config_file_equals_eval_from_flags(tmp_path):
     for key in ("n_tokens", "ce", "ee", "sa", "conf", "word_perplexity", "bits_per_byte"):
         assert ra[key] == rb[key], key
     assert ra["settings"] == rb["settings"] and ra["settings"]["batch_size"] == 2
+
+
+def test_defaults_stated_in_the_help_are_the_dataclass_defaults():
+    """The flags carry no argparse defaults any more (the dataclasses hold them); each default a
+    flag's help states, "(default N)", is the default of its EvalConfig field."""
+    import re
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices["eval"]
+    stated = {a.dest: re.search(r"\(default ([^;)]+)", a.help or "") for a in sub._actions}
+    stated = {k: m.group(1).split()[0].rstrip(":") for k, m in stated.items() if m and k.startswith("settings.")}
+    assert set(stated) == {"settings.batch_size", "settings.dtype", "settings.bootstrap", "settings.bootstrap_level"}
+    defaults = EvalConfig(context_length=1)
+    for key, text in stated.items():
+        assert str(getattr(defaults, key.removeprefix("settings."))) == text, key
