@@ -1,7 +1,8 @@
 """The paper's model table on real checkpoints (issue 6, experiment a).
 
-Every model of the table (``rce_jax/paper/models.yaml``) that is present locally is evaluated on the paper's corpora
-(one ``rce-jax eval`` result per model x corpus), then the scaling laws are fitted per
+Every model of the table (``rce_jax/paper/models.yaml``) that is present locally is evaluated
+on the paper's corpora (one ``rce-jax eval`` result per model x corpus), then the scaling laws
+are fitted per
 (corpus, family) and per corpus with the families mixed, and the figures are drawn::
 
     python -m rce_jax.paper.study --out runs/paper --models-dir /data/hf --dry-run
