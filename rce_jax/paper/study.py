@@ -2,8 +2,8 @@
 
 Every model of the table (``rce_jax/paper/models.yaml``) that is present locally is evaluated
 on the paper's corpora (one ``rce-jax eval`` result per model x corpus), then the scaling laws
-are fitted per
-(corpus, family) and per corpus with the families mixed, and the figures are drawn::
+are fitted per (corpus, family) and per corpus with the families mixed, and the figures are
+drawn::
 
     python -m rce_jax.paper.study --out runs/paper --models-dir /data/hf --dry-run
     python experiments/paper_models.py --out runs/paper --models-dir /data/hf \\
