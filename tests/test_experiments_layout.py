@@ -19,11 +19,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((ROOT / "experiments").glob("*.py"))
-# Scripts another branch of issue 14 turns into thin command lines (the paper's model table and
-# study, moving to rce_jax.paper.table / rce_jax.paper.study). test_pending_scripts_are_still_fat
-# fails as soon as one of them is thin or gone, so that this exemption is dropped, not forgotten.
-PENDING = {"paper_models.py", "paper_table.py"}
-THIN = [p for p in SCRIPTS if p.name not in PENDING]
 HELP_TIMEOUT_S = 120  # --help imports JAX and the module (about 3 s here); a hang must not block the suite
 
 
@@ -50,10 +45,10 @@ def _main_module(tree: ast.Module) -> str | None:
 
 def test_the_experiments_folder_has_scripts():
     """The glob sees the scripts (a wrong ROOT would make every other test here vacuous)."""
-    assert len(THIN) >= 11, [p.name for p in SCRIPTS]
+    assert len(SCRIPTS) >= 11, [p.name for p in SCRIPTS]
 
 
-@pytest.mark.parametrize("script", THIN, ids=lambda p: p.name)
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_script_is_a_thin_command_line_over_a_package_module(script):
     """Docstring with a ``python experiments/<name>.py`` usage line; ``main`` imported from an
     ``rce_jax`` module that exists and defines it; every import from ``rce_jax``; no ``sys.path``;
@@ -72,7 +67,7 @@ def test_script_is_a_thin_command_line_over_a_package_module(script):
     assert callable(importlib.import_module(module).main)
 
 
-@pytest.mark.parametrize("script", THIN, ids=lambda p: p.name)
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_package_module_behind_a_script_runs_as_python_m(script):
     """The module that holds a script's ``main`` ends with its own ``__main__`` guard (so that
     ``python -m rce_jax.<...>`` runs it) and touches no ``sys.path`` either."""
@@ -84,7 +79,7 @@ def test_package_module_behind_a_script_runs_as_python_m(script):
     assert f"python -m {module}" in ast.get_docstring(tree), f"{module}: no python -m usage line"
 
 
-@pytest.mark.parametrize("script", THIN, ids=lambda p: p.name)
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_script_help_exits_zero_from_another_folder(script, tmp_path):
     """``python experiments/<name>.py --help`` prints argparse's usage and exits 0 (no torch,
     no data, no GPU needed to read the options)."""
@@ -94,12 +89,3 @@ def test_script_help_exits_zero_from_another_folder(script, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("usage:"), proc.stdout[:500]
 
-
-@pytest.mark.parametrize("name", sorted(PENDING))
-def test_pending_scripts_are_still_fat(name):
-    """An exempted script still exists and still is not thin (else drop it from PENDING)."""
-    path = ROOT / "experiments" / name
-    assert path.exists(), f"{name} is gone: remove it from PENDING"
-    tree = _tree(path)
-    thin = not _uses_sys_path(tree) and (_main_module(tree) or "").startswith("rce_jax.")
-    assert not thin, f"{name} is a thin command line now: remove it from PENDING"

@@ -68,7 +68,7 @@ def bench_rce(model_dir, corpus_spec, work: Path, cfg: EvalConfig, cache_dir):
     tokenized = tokenize_corpus(load_corpus(corpus_spec), tokenizer, cache_dir=cache_dir)
     plan = plan_batches(tokenized, seq_len=cfg.context_length, batch_size=cfg.batch_size,
                         max_tokens=cfg.max_tokens)
-    options = ScoreOptions(impl=cfg.impl, fused=cfg.fused)
+    options = ScoreOptions.of(cfg)  # what evaluate() compiles (rank_vocab "model": no vocab_limit)
     sync = jax.block_until_ready
     t_score = time_loop(plan, lambda b: score_batch(graphdef, state, {k: jnp.asarray(v) for k, v in
                                                                     b.model_inputs().items()},

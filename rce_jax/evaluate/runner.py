@@ -21,9 +21,11 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..config import require
 from ..bootstrap import DEFAULT_LEVEL, DEFAULT_REPLICATES, DEFAULT_SEED, BootstrapStats, document_keys
 from ..data import load_corpus, plan_batches, tokenize_corpus
 from ..data.corpora import canonical_spec
+from ..data.packing import PACKING_MODES
 from ..results import EvalResult, build_result, read_result, result_file_name, source_key, write_result
 from ..stats import TIE_RULE, RankStats
 from .profile import ProfileStats
@@ -65,21 +67,24 @@ class EvalConfig:
     bootstrap_seed: int = DEFAULT_SEED
 
     def __post_init__(self):
-        if self.context_length < 1:
-            raise ValueError(f"--context-length must be positive, got {self.context_length}")
-        for flag, value in (("--batch-size", self.batch_size), ("--checkpoint-every", self.checkpoint_every),
-                            ("--model-parallel", self.model_parallel),
-                            ("--profile-top-k", self.profile_top_k)):
-            if value < 1:
-                raise ValueError(f"{flag} must be positive, got {value}")
-        if self.rank_vocab not in ("model", "tokenizer"):
-            raise ValueError(f"--rank-vocab must be 'model' or 'tokenizer', got {self.rank_vocab!r}")
-        if self.dtype not in EVAL_DTYPES:
-            raise ValueError(f"--dtype must be one of {', '.join(EVAL_DTYPES)}, got {self.dtype!r}")
-        if self.bootstrap == 1 or self.bootstrap < 0:
-            raise ValueError(f"--bootstrap takes 0 (none) or at least 2 replicates, got {self.bootstrap}")
-        if not 0.0 < self.bootstrap_level < 1.0:
-            raise ValueError(f"--bootstrap-level must lie in (0, 1), got {self.bootstrap_level}")
+        """Errors name the field (``ConfigError.key``); ``rce-jax eval`` words them as its flags."""
+        from rce_kernels.dispatch import IMPLS
+
+        require(self.context_length >= 1, "context_length", f"must be positive, got {self.context_length}")
+        for key in ("batch_size", "checkpoint_every", "model_parallel", "profile_top_k"):
+            require(getattr(self, key) >= 1, key, f"must be positive, got {getattr(self, key)}")
+        require(self.max_tokens is None or self.max_tokens >= 1, "max_tokens",
+                f"must be positive or null (all), got {self.max_tokens}")
+        require(self.impl in IMPLS, "impl", f"must be one of {', '.join(IMPLS)}, got {self.impl!r}")
+        require(self.rank_vocab in ("model", "tokenizer"), "rank_vocab",
+                f"must be 'model' or 'tokenizer', got {self.rank_vocab!r}")
+        require(self.dtype in EVAL_DTYPES, "dtype", f"must be one of {', '.join(EVAL_DTYPES)}, got {self.dtype!r}")
+        require(self.packing in PACKING_MODES, "packing", f"must be one of {', '.join(PACKING_MODES)}, got {self.packing!r}")
+        require(all(r >= 1 for r in self.profile_ranks), "profile_ranks",
+                f"ranks are positive integers, got {self.profile_ranks}")
+        require(self.bootstrap == 0 or self.bootstrap >= 2, "bootstrap",
+                f"takes 0 (none) or at least 2 replicates, got {self.bootstrap}")
+        require(0.0 < self.bootstrap_level < 1.0, "bootstrap_level", f"must lie in (0, 1), got {self.bootstrap_level}")
 
     @property
     def tokenization(self) -> str:
@@ -296,10 +301,7 @@ def evaluate(model_path, data_spec: str, out_dir, config: EvalConfig, *, split=N
                         packing=config.packing, max_tokens=config.max_tokens)
     tokenize_s = time.perf_counter() - t1
 
-    options = ScoreOptions(vocab_limit=vocab_limit, impl=config.impl, fused=config.fused,
-                           logits_dtype="float32" if config.upcast_logits else None,
-                           profile_ranks=tuple(config.profile_ranks), profile_top_k=config.profile_top_k,
-                           token_outputs=bool(config.bootstrap))
+    options = ScoreOptions.of(config, vocab_limit=vocab_limit)
     graphdef, params = nnx.split(model)
     ran = plan_kernels(plan, graphdef, params, options, mesh)
     settings = {**{k: v for k, v in requested.items() if k not in ("model_path", "corpus_fingerprint")},

@@ -43,6 +43,14 @@ class ScoreOptions:
     profile_top_k: int = 16
     token_outputs: bool = False  # also return each token's (rank, log s), for the bootstrap
 
+    @classmethod
+    def of(cls, config, *, vocab_limit: int | None = None) -> ScoreOptions:
+        """The options of an ``EvalConfig`` (``vocab_limit``: from the model and tokenizer)."""
+        return cls(vocab_limit=vocab_limit, impl=config.impl, fused=config.fused,
+                   logits_dtype="float32" if config.upcast_logits else None,
+                   profile_ranks=tuple(config.profile_ranks), profile_top_k=config.profile_top_k,
+                   token_outputs=bool(config.bootstrap))
+
 
 def _token_sums(hidden_TxE, head_VxE, targets_T, mask_T, *, options: ScoreOptions, compute_dtype,
                 axis: str | None, record=None):

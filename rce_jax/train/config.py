@@ -4,34 +4,24 @@
     config = TrainConfig.from_dict({"model": {"preset": "demo-3"}, "steps": 100})
 
 Every value is checked on construction; a bad one raises ``ConfigError`` (a ValueError) that
-names its dotted key (``optim.lr``), what was expected and what was given. Unknown keys are
-errors too (a misspelt key would otherwise be silently ignored). Override values are parsed as
-YAML and then converted to the field's declared type, so ``optim.lr=3e-4`` is a float even
-though YAML 1.1 reads ``3e-4`` as a string.
+names its dotted key (``optim.lr``), what was expected and what was given. Loading, overrides
+and the type conversion are the one loader's, ``rce_jax.config`` (docs/config.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import types
-import typing
-from pathlib import Path
 from typing import Any
 
-import yaml
+from ..config import ConfigError, apply_override, dump_yaml, from_dict, load, to_dict
+from ..config import require as _require
+
+__all__ = ["ConfigError", "DataSection", "EvalSection", "LossSection", "ModelSection", "OptimSection",
+           "TokenizerSection", "TrainConfig", "apply_override", "diff_keys", "dump_yaml", "identity",
+           "load_config"]
 
 DTYPES = ("float32", "bfloat16")
 LOSS_HEADS = ("auto", "materialised", "fused")
-
-
-class ConfigError(ValueError):
-    """A configuration value or key that is not acceptable (the message names the key)."""
-
-
-def _require(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +59,7 @@ class TokenizerSection:
     path: str | None = None
     vocab_size: int = 2048
     min_frequency: int = 2
-    corpora: list | None = None
+    corpora: list[str] | None = None
     cache_dir: str | None = None
 
     def check(self, key: str) -> None:
@@ -83,8 +73,8 @@ class TokenizerSection:
 class DataSection:
     """Corpus specs (``rce_jax.data.load_corpus``) for training and for held-out evaluation."""
 
-    train: list = dataclasses.field(default_factory=lambda: ["python-docs@train", "python-code@train"])
-    eval: list = dataclasses.field(default_factory=lambda: ["python-docs@heldout", "python-code@heldout"])
+    train: list[str] = dataclasses.field(default_factory=lambda: ["python-docs@train", "python-code@train"])
+    eval: list[str] = dataclasses.field(default_factory=lambda: ["python-docs@heldout", "python-code@heldout"])
     text_field: str = "text"
     cache_dir: str | None = None
 
@@ -153,7 +143,8 @@ class LossSection:
 class EvalSection:
     """Held-out decomposition every ``every`` steps (0: never; also at step 0 and at the end),
     through ``rce_jax.evaluate.score_plan``. ``max_tokens`` cuts each eval corpus at whole
-    documents (None: all of it)."""
+    documents (None: all of it). ``max_tokens``, ``batch_size``, ``impl`` and ``fused`` are the
+    ``rce_jax.evaluate.EvalConfig`` fields of those names, checked by it (``eval_config``)."""
 
     every: int = 0
     max_tokens: int | None = None
@@ -161,11 +152,19 @@ class EvalSection:
     impl: str = "auto"
     fused: bool = True
 
+    def eval_config(self, context_length: int):
+        """The ``EvalConfig`` of these evaluations (no bootstrap: one number per eval)."""
+        from ..evaluate.runner import EvalConfig
+
+        return EvalConfig(context_length=context_length, batch_size=self.batch_size,
+                          max_tokens=self.max_tokens, impl=self.impl, fused=self.fused, bootstrap=0)
+
     def check(self, key: str) -> None:
         _require(self.every >= 0, f"{key}.every", f"must be >= 0 (0: off), got {self.every}")
-        _require(self.max_tokens is None or self.max_tokens > 0, f"{key}.max_tokens",
-                 f"must be positive or null, got {self.max_tokens}")
-        _require(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
+        try:
+            self.eval_config(context_length=1)
+        except ConfigError as e:
+            raise e.under(key) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,10 +206,10 @@ class TrainConfig:
     # ---- conversion ------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        return _build(cls, d, "")
+        return from_dict(cls, d)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return to_dict(self)
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -252,141 +251,7 @@ def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-# ---- loading and overrides --------------------------------------------------------------
+# ---- loading (the one loader, rce_jax.config) -------------------------------------------
 def load_config(path=None, overrides=()) -> TrainConfig:
     """A config from a YAML or JSON file (or the defaults), with ``key=value`` overrides."""
-    d: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such config file")
-        text = path.read_text(encoding="utf-8")
-        try:
-            d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as e:
-            raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'} ({e})") from e
-        if d is None:
-            d = {}
-        if not isinstance(d, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping, got {type(d).__name__}")
-    for item in overrides:
-        apply_override(d, item)
-    return TrainConfig.from_dict(d)
-
-
-def apply_override(d: dict, item: str) -> None:
-    """Set ``d[a][b] = value`` for ``item = "a.b=value"`` (value parsed as YAML)."""
-    if "=" not in item:
-        raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. optim.lr=3e-4")
-    key, raw = item.split("=", 1)
-    key = key.strip()
-    if not key or any(not p for p in key.split(".")):
-        raise ConfigError(f"override {item!r}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    node = d
-    parts = key.split(".")
-    for p in parts[:-1]:
-        child = node.get(p)
-        if child is None:
-            child = node[p] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"override {item!r}: {p!r} is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _convert(value, tp, key: str):
-    """``value`` as type ``tp`` (int, float, bool, str, list, dict, Any, X | None, section)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{key}: unexpected null")
-    if tp is Any:
-        return value
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping (section), got {value!r}")
-        return _build(tp, value, key + ".")
-    if value is None:
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got null")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off"):
-            return value.lower() in ("true", "yes", "on")
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                f = float(value)
-            except ValueError:
-                f = None
-            if f is not None and f.is_integer():
-                return int(f)
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
-    if tp is list or origin is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return [_convert(v, str, f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
-    raise ConfigError(f"{key}: unsupported field type {tp!r}")
-
-
-def _build(cls, d: dict, prefix: str):
-    if not isinstance(d, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {d!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(d) - set(names))
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)} "
-                          f"(known in this section: {', '.join(names)})")
-    kwargs = {name: _convert(d[name], hints[name], prefix + name) for name in names if name in d}
-    return cls(**kwargs)
-
-
-def dump_yaml(config: TrainConfig) -> str:
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+    return load(TrainConfig, path, overrides)

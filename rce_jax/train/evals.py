@@ -31,15 +31,16 @@ def build_eval_sets(config, tokenizer) -> list[tuple[str, object, object]]:
     return sets
 
 
-def run_evals(eval_sets, graphdef, params, mesh, eval_section, vocab_size: int, *,
+def run_evals(eval_sets, graphdef, params, mesh, eval_section, vocab_size: int, *, context_length: int,
               identity: dict, step: int, dtype: str, kernel_plans: dict | None = None) -> dict:
     """``{corpus: result record as JSON}`` of ``params`` at training step ``step``
-    (``vocab_size``: rows of the LM head, all ranked; ``identity``: ``model``, ``model_path``,
+    (``vocab_size``: rows of the LM head, all ranked; ``context_length``: the windows';
+    ``identity``: ``model``, ``model_path``,
     ``family``, ``counts`` of the model being trained; ``dtype``: its computation dtype;
     ``kernel_plans``: a dict kept across the calls of one run, so what the step runs is planned
     once per eval set rather than traced again at every evaluation: shapes and options do not
     change during a run)."""
-    options = ScoreOptions(impl=eval_section.impl, fused=eval_section.fused)
+    options = ScoreOptions.of(eval_section.eval_config(context_length))
     out = {}
     for name, plan, corpus in eval_sets:
         stats = RankStats.zeros(vocab_size, {"tie_rule": TIE_RULE})

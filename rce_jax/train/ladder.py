@@ -24,6 +24,7 @@ import json
 import time
 from pathlib import Path
 
+from ..config import from_dict, to_dict
 from ..evaluate import EvalConfig, evaluate, result_path
 from ..io import write_json
 from ..plots import write_figures
@@ -64,11 +65,12 @@ class LadderSpec:
         model = dataclasses.replace(self.recipe.model, preset=preset, hf_config=None)
         return dataclasses.replace(self.recipe, model=model, eval=ev, seed=self.recipe.seed + seed_index)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> LadderSpec:
+        return from_dict(cls, d)
+
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["recipe"] = self.recipe.to_dict()
-        d["presets"] = list(self.presets)
-        return d
+        return to_dict(self)
 
 
 def _check_spec(out: Path, spec: LadderSpec) -> None:

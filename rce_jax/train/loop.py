@@ -156,8 +156,8 @@ def train(config: TrainConfig, out_dir, *, mesh="auto", progress: bool = True, v
 
     def eval_row(step):
         return run_evals(eval_sets, graphdef, state["params"], mesh, config.eval,
-                         model_config.vocab_size, identity=identity, step=step, dtype=config.dtype,
-                         kernel_plans=kernel_plans)
+                         model_config.vocab_size, context_length=config.context_length,
+                         identity=identity, step=step, dtype=config.dtype, kernel_plans=kernel_plans)
 
     # The export folder relative to the run folder: metrics rows do not depend on where the run is.
     identity = {"model": config.model.preset or "custom", "model_path": "model",

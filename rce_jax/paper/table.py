@@ -1,11 +1,16 @@
-"""The model/corpus table of ``paper_models.py``: reading it, finding what is present locally,
-and planning the evaluations (no JAX computation here: this is all a dry run needs).
+"""The paper's model/corpus table (``models.yaml`` beside this file): reading it, finding what
+is present locally, and planning the evaluations of ``rce_jax.paper.study`` (no JAX
+computation here: this is all a dry run needs).
 
+The file is read by the one config loader (``rce_jax.config``) into ``TableFile``; a bad entry
+is reported by the file, its dotted key and the problem (``families.gpt2.architecture: ...``).
 A model is found, offline, as a folder under the models folder named like its repo id
 (``ORG/NAME``, ``NAME`` or ``ORG--NAME``, aliases too), else in the local Hugging Face cache;
 it is run only if the folder has config.json, weights and tokenizer files, names the table's
 architecture and has at least the context length in positions. A corpus is available if it is
-embedded, an existing local path, or a TFDS dataset whose files are prepared.
+embedded, an existing local path, a TFDS dataset whose files are prepared, or a Hugging Face
+dataset (``hf:``, ``wikitext``) found offline: a save_to_disk or data folder, or an entry of the
+local datasets or hub cache.
 """
 
 from __future__ import annotations
@@ -15,18 +20,69 @@ import importlib.util
 import os
 from pathlib import Path
 
-import yaml
-
+from rce_jax.config import ConfigError, from_dict, read_file, require
 from rce_jax.data import parse_spec
 from rce_jax.models import FAMILIES, load_config
 from rce_jax.models.checkpoint import BIN_INDEX, BIN_SINGLE, SAFE_INDEX, SAFE_SINGLE
 from rce_jax.models.loading import TOKENIZER_FILES
 from rce_jax.report import N_KEYS
 
-DEFAULT_CONFIG = Path(__file__).with_name("paper_models.yaml")
-DEFAULT_KEYS = {"context_length": int, "batch_size": int, "dtype": str, "max_tokens": (int, type(None)),
-                "n_key": str}
+DEFAULT_CONFIG = Path(__file__).with_name("models.yaml")
 WEIGHT_FILES = (SAFE_SINGLE, SAFE_INDEX, BIN_SINGLE, BIN_INDEX)
+
+
+# ---- the file's schema --------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Defaults:
+    """The study's evaluation settings (``rce_jax.evaluate.EvalConfig`` fields) and its N."""
+
+    context_length: int
+    batch_size: int
+    dtype: str
+    max_tokens: int | None
+    n_key: str  # which parameter count is N in the fits (rce_jax.scaling.N_KEYS)
+
+    def __post_init__(self):
+        require(self.n_key in N_KEYS, "n_key", f"must be one of {sorted(N_KEYS)}, got {self.n_key!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    repo: str  # Hugging Face repo id
+    aliases: tuple[str, ...] = ()  # other ids (or folder names) of the same checkpoint
+
+
+@dataclasses.dataclass(frozen=True)
+class FamilySpec:
+    architecture: str  # the model code its checkpoints' config.json must name
+    models: tuple[ModelSpec, ...]
+
+    def __post_init__(self):
+        require(self.architecture in FAMILIES, "architecture",
+                f"must be one of {FAMILIES}, got {self.architecture!r}")
+        require(len(self.models) > 0, "models", "needs a non-empty list of {repo: ID, aliases: [ID, ...]}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusEntry:
+    key: str = ""  # the corpus's key in the table (set from the mapping; not written in the file)
+    spec: str | None = None
+    spec_env: str | None = None  # environment variable holding the spec, when `spec` is not set
+    text_field: str = "text"
+    default: bool = False
+    fallback: str | None = None
+
+    def __post_init__(self):
+        require((self.spec is None) != (self.spec_env is None), None, "needs exactly one of spec, spec_env")
+
+
+@dataclasses.dataclass(frozen=True)
+class TableFile:
+    """``models.yaml``: ``defaults``, ``families: {key: FamilySpec}``, ``corpora: {key: CorpusEntry}``."""
+
+    defaults: Defaults
+    families: dict[str, FamilySpec]
+    corpora: dict[str, CorpusEntry]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,71 +94,35 @@ class ModelEntry:
 
 
 @dataclasses.dataclass(frozen=True)
-class CorpusEntry:
-    key: str
-    spec: str | None = None
-    spec_env: str | None = None  # environment variable holding the spec, when `spec` is not set
-    text_field: str = "text"
-    default: bool = False
-    fallback: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
 class Table:
-    defaults: dict
+    defaults: Defaults
     models: tuple[ModelEntry, ...]
     corpora: dict  # key -> CorpusEntry
 
 
-def _need(cond, where, msg):
-    if not cond:
-        raise ValueError(f"{where}: {msg}")
-
-
 def load_table(path=DEFAULT_CONFIG) -> Table:
-    """Read and check the model/corpus table (the schema is paper_models.yaml's)."""
+    """Read and check the model/corpus table (the schema: ``TableFile``; docs/config.md)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such config file")
-    d = yaml.safe_load(path.read_text(encoding="utf-8"))
-    _need(isinstance(d, dict) and set(d) == {"defaults", "families", "corpora"}, path,
-          "expected exactly the top-level keys defaults, families, corpora")
-    defaults = d["defaults"]
-    _need(isinstance(defaults, dict) and set(defaults) == set(DEFAULT_KEYS), path,
-          f"defaults must set exactly {sorted(DEFAULT_KEYS)}")
-    for k, t in DEFAULT_KEYS.items():
-        _need(isinstance(defaults[k], t), f"{path}: defaults.{k}", f"wrong type {type(defaults[k]).__name__}")
-    _need(defaults["n_key"] in N_KEYS, f"{path}: defaults.n_key", f"must be one of {sorted(N_KEYS)}")
-    models, seen = [], set()
-    for fam, spec in (d["families"] or {}).items():
-        where = f"{path}: family {fam!r}"
-        _need(isinstance(spec, dict) and set(spec) == {"architecture", "models"}
-              and spec["architecture"] in FAMILIES, where,
-              f"is {{architecture: one of {FAMILIES}, models: [...]}}")
-        _need(isinstance(spec.get("models"), list) and spec["models"], where, "needs a non-empty models list")
-        for m in spec["models"]:
-            _need(isinstance(m, dict) and isinstance(m.get("repo"), str) and set(m) <= {"repo", "aliases"}
-                  and all(isinstance(a, str) for a in m.get("aliases", [])),
-                  where, f"each model is {{repo: ID, aliases: [ID, ...]}}, got {m!r}")
-            names = (m["repo"], *m.get("aliases", ()))
-            _need(not seen & set(names), where, f"{sorted(seen & set(names))} listed twice")
-            seen.update(names)
-            models.append(ModelEntry(str(fam), m["repo"], spec["architecture"], tuple(m.get("aliases", ()))))
-    _need(models, path, "no models")
-    corpora = {}
-    allowed = {f.name for f in dataclasses.fields(CorpusEntry)} - {"key"}
-    for key, spec in (d["corpora"] or {}).items():
-        where = f"{path}: corpus {key!r}"
-        _need(isinstance(spec, dict) and set(spec) <= allowed, where, f"fields must be among {sorted(allowed)}")
-        _need(("spec" in spec) != ("spec_env" in spec), where, "needs exactly one of spec, spec_env")
-        _need(all(isinstance(spec[k], str) for k in ("spec", "spec_env", "text_field", "fallback") if k in spec)
-              and isinstance(spec.get("default", False), bool), where, "spec, spec_env, text_field and "
-              "fallback are strings, default is true or false")
-        corpora[str(key)] = CorpusEntry(str(key), **spec)
-    for c in corpora.values():
-        _need(c.fallback is None or (c.fallback in corpora and c.fallback != c.key),
-              f"{path}: corpus {c.key!r}", f"fallback {c.fallback!r} is not another corpus of the table")
-    return Table(dict(defaults), tuple(models), corpora)
+    try:
+        file = from_dict(TableFile, read_file(path))
+        models, seen = [], set()
+        for fam, spec in file.families.items():
+            for m in spec.models:
+                names = (m.repo, *m.aliases)
+                require(not seen & set(names), f"families.{fam}.models", f"{sorted(seen & set(names))} listed twice")
+                seen.update(names)
+                models.append(ModelEntry(fam, m.repo, spec.architecture, m.aliases))
+        require(len(models) > 0, "families", "no models")
+        corpora = {}
+        for key, c in file.corpora.items():
+            require(c.key in ("", key), f"corpora.{key}.key", "is the mapping's key; leave it out")
+            corpora[key] = dataclasses.replace(c, key=key)
+        for c in corpora.values():
+            require(c.fallback is None or (c.fallback in corpora and c.fallback != c.key), f"corpora.{c.key}.fallback",
+                    f"{c.fallback!r} is not another corpus of the table")
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return Table(file.defaults, tuple(models), corpora)
 
 
 # ---- where things are -----------------------------------------------------------------------
@@ -188,6 +208,34 @@ def tfds_prepared(name: str, data_dir: str | None) -> tuple[bool, str]:
     return False, f"not prepared in {data_dir} (run `tfds build {base}`, or set TFDS_DATA_DIR)"
 
 
+def _hf_home() -> Path:
+    return Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+
+
+def hf_available(kind: str, target: str) -> tuple[bool, str]:
+    """Whether an ``hf:`` / ``wikitext`` corpus can be read offline, by its files alone: a
+    save_to_disk or data folder, else the dataset's entry in the local datasets cache
+    (``ORG___NAME``) or hub cache (``datasets--ORG--NAME``); as ``load_corpus`` reads them."""
+    from rce_jax.data.hf_corpus import INSTALL_HINT, WIKITEXT
+
+    if importlib.util.find_spec("datasets") is None:
+        return False, f"the datasets package is not installed ({INSTALL_HINT})"
+    if kind == "wikitext":
+        name, config = (target, None) if target and Path(target).is_dir() else (WIKITEXT.name, target or WIKITEXT.config)
+    else:
+        name, config = (target, None) if Path(target).is_dir() else target.partition(":")[::2]
+    if Path(name).is_dir():
+        return True, "local folder"
+    datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE") or _hf_home() / "datasets")
+    hub_cache = Path(os.environ.get("HF_HUB_CACHE") or _hf_home() / "hub")
+    for folder in (datasets_cache / name.replace("/", "___"), hub_cache / ("datasets--" + name.replace("/", "--"))):
+        if folder.is_dir():
+            return True, f"cached in {folder.parent}"
+    where = f"{name}:{config}" if config else name
+    return False, (f"{where} is not in the local datasets cache ({datasets_cache}) nor the hub cache "
+                   f"({hub_cache}), and nothing is downloaded")
+
+
 def check_corpus(entry: CorpusEntry, overrides: dict, tfds_data_dir=None) -> CorpusStatus:
     spec = overrides.get(entry.key) or entry.spec or (os.environ.get(entry.spec_env) if entry.spec_env else None)
     if not spec:
@@ -201,6 +249,8 @@ def check_corpus(entry: CorpusEntry, overrides: dict, tfds_data_dir=None) -> Cor
         ok, why = True, "embedded"
     elif kind == "tfds":
         ok, why = tfds_prepared(target, tfds_data_dir)
+    elif kind in ("hf", "wikitext"):
+        ok, why = hf_available(kind, target)
     else:
         ok, why = Path(target).exists(), ("local" if Path(target).exists() else f"{target} does not exist")
     return CorpusStatus(entry.key, spec, ok, why, entry.text_field)

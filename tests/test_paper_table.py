@@ -1,4 +1,5 @@
-"""experiments/paper_models.py: the paper's model table on local checkpoints (issue 6, a).
+"""rce_jax.paper (table, study; experiments/paper_models.py is its command line): the paper's
+model table on local checkpoints (issue 6, a).
 
 The table is the documented reconstruction (32 models); the plan finds models under a models
 folder in every documented layout and names why the others are not run; corpora fall back to
@@ -13,20 +14,18 @@ import pytest
 import transformers as tf
 from data_helpers import make_tokenizer
 from eval_fixtures import WORDS, write_corpus
-from experiment_scripts import load_script
 from hf_tiny import make_hf_model
 
 from rce_jax.models import FAMILIES
+from rce_jax.paper import table as pt
+from rce_jax.paper.study import main
 from tolerances import FIT_TWO_ROUTES_REL
-
-
-pm = load_script("paper_models")
 
 
 def test_table_is_the_documented_reconstruction():
     """32 models over the paper's eight families, each repo once, each architecture one we port;
     Wikipedia, C4 and GitHub code are the default corpora, each with an embedded fallback."""
-    table = pm.load_table()
+    table = pt.load_table()
     counts = {}
     for m in table.models:
         counts[m.family] = counts.get(m.family, 0) + 1
@@ -40,7 +39,7 @@ def test_table_is_the_documented_reconstruction():
     assert defaults["c4"].spec.startswith("tfds:c4/en@validation")
     assert defaults["github-code"].spec_env == "RCE_JAX_GITHUB_CODE"
     assert [c.fallback for c in defaults.values()] == ["python-docs", "python-docs", "python-code"]
-    assert table.defaults["context_length"] == 1024
+    assert table.defaults.context_length == 1024
 
 
 def fake_model(path, config, *, weights=True, tokenizer=True):
@@ -74,8 +73,8 @@ def test_dry_run_plan_lists_present_and_missing(tmp_path, monkeypatch, capsys):
                                                              num_hidden_layers=1, num_attention_heads=2))
     monkeypatch.delenv("RCE_JAX_GITHUB_CODE", raising=False)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))  # empty: nothing prepared
-    table = pm.load_table()
-    plan = pm.make_plan(table, tmp_path / "out", models_dir=models, hf_cache=False, context_length=1024)
+    table = pt.load_table()
+    plan = pt.make_plan(table, tmp_path / "out", models_dir=models, hf_cache=False, context_length=1024)
     status = {m.entry.repo: m for m in plan.models}
     assert [m.entry.repo for m in plan.present] == ["openai-community/gpt2", "openai-community/gpt2-medium",
                                                     "distilbert/distilgpt2"]
@@ -92,7 +91,7 @@ def test_dry_run_plan_lists_present_and_missing(tmp_path, monkeypatch, capsys):
     assert [c.key for c in plan.used] == ["python-docs", "python-code"]
     assert len(plan.runs) == 3 * 2 and not any(r.done for r in plan.runs)
 
-    rc = pm.main(["--out", str(tmp_path / "out"), "--models-dir", str(models), "--no-hf-cache", "--dry-run",
+    rc = main(["--out", str(tmp_path / "out"), "--models-dir", str(models), "--no-hf-cache", "--dry-run",
                   "--families", "gpt2,opt", "--no-fallback", "--corpora", "c4,python-code"])
     text = capsys.readouterr().out
     assert rc == 0 and not (tmp_path / "out").exists()
@@ -112,23 +111,23 @@ def test_table_and_option_errors(tmp_path):
 
     head = ("defaults: {context_length: 16, batch_size: 2, dtype: float32, max_tokens: null, "
             "n_key: non_embedding}\n")
-    with pytest.raises(ValueError, match="family 'f': is {architecture: one of"):
-        pm.load_table(table(head + "families: {f: {architecture: bert, models: [{repo: a/b}]}}\n"
+    with pytest.raises(ValueError, match=r"t.yaml: families.f.architecture: must be one of \(.*\), got 'bert'"):
+        pt.load_table(table(head + "families: {f: {architecture: bert, models: [{repo: a/b}]}}\n"
                             "corpora: {c: {spec: python-docs@all}}\n"))
     with pytest.raises(ValueError, match=r"\['a/b'\] listed twice"):
-        pm.load_table(table(head + "families: {f: {architecture: gpt2, models: [{repo: a/b}]},\n"
+        pt.load_table(table(head + "families: {f: {architecture: gpt2, models: [{repo: a/b}]},\n"
                             "  g: {architecture: opt, models: [{repo: a/b}]}}\ncorpora: {c: {spec: python-docs@all}}\n"))
-    t = pm.load_table(table(head + "families: {f: {architecture: gpt2, models: [{repo: a/b}]}}\n"
+    t = pt.load_table(table(head + "families: {f: {architecture: gpt2, models: [{repo: a/b}]}}\n"
                             "corpora: {c: {spec: python-docs}}\n"))
     with pytest.raises(ValueError, match="names no split"):
-        pm.make_plan(t, tmp_path, hf_cache=False, corpora=["c"], context_length=16)
+        pt.make_plan(t, tmp_path, hf_cache=False, corpora=["c"], context_length=16)
     with pytest.raises(ValueError, match="no corpus selected"):
-        pm.make_plan(t, tmp_path, hf_cache=False, context_length=16)
+        pt.make_plan(t, tmp_path, hf_cache=False, context_length=16)
     with pytest.raises(ValueError, match=r"unknown families \['nope'\]"):
-        pm.make_plan(t, tmp_path, hf_cache=False, families=["nope"], context_length=16)
+        pt.make_plan(t, tmp_path, hf_cache=False, families=["nope"], context_length=16)
     with pytest.raises(ValueError, match=r"unknown corpora \['wiki'\]"):
-        pm.make_plan(t, tmp_path, hf_cache=False, corpora=["wiki"], context_length=16)
-    assert pm.main(["--out", str(tmp_path / "o"), "--config", str(tmp_path / "none.yaml")]) == 2
+        pt.make_plan(t, tmp_path, hf_cache=False, corpora=["wiki"], context_length=16)
+    assert main(["--out", str(tmp_path / "o"), "--config", str(tmp_path / "none.yaml")]) == 2
 
 
 TINY_TABLE = """
@@ -172,7 +171,7 @@ def test_end_to_end_tiny_models(tiny_setup, capsys):
     out = root / "out"
     args = ["--config", str(root / "table.yaml"), "--out", str(out), "--models-dir", str(root / "models"),
             "--no-hf-cache", "--no-progress", "--cache-dir", str(root / "cache")]
-    assert pm.main(args) == 0
+    assert main(args) == 0
     results = sorted((out / "results").glob("*.json"))
     assert [p.name.rsplit("__", 1)[0] for p in results] == [
         "tiny-org_tiny-a__words__L16-plain-rankmodel-float32", "tiny-org_tiny-b__words__L16-plain-rankmodel-float32"]
@@ -196,11 +195,74 @@ def test_end_to_end_tiny_models(tiny_setup, capsys):
     capsys.readouterr()
 
     stamps = [p.stat().st_mtime_ns for p in results]
-    assert pm.main(args) == 0
+    assert main(args) == 0
     assert "evaluations: 2 (2 done, 0 to run)" in capsys.readouterr().out
     assert [p.stat().st_mtime_ns for p in results] == stamps
 
-    assert pm.main(args + ["--context-length", "8"]) == 0
+    assert main(args + ["--context-length", "8"]) == 0
     assert "evaluations: 2 (0 done, 2 to run)" in capsys.readouterr().out
     assert [p.stat().st_mtime_ns for p in results] == stamps
     assert len(list((out / "results").glob("*__L8-*.json"))) == 2
+
+
+def test_table_schema_errors_name_the_file_entry_and_key(tmp_path):
+    """The table goes through the one loader: a missing default, a value of the wrong type, an
+    unknown key, a corpus with both or neither of spec/spec_env and a bad fallback are refused
+    with the file, the dotted key of the entry and the problem."""
+    p = tmp_path / "t.yaml"
+    fam = "families: {f: {architecture: gpt2, models: [{repo: a/b}]}}\n"
+    cases = [
+        ("defaults: {context_length: 16, batch_size: 2, dtype: float32, n_key: non_embedding}\n" + fam
+         + "corpora: {c: {spec: python-docs@all}}\n", "t.yaml: defaults.max_tokens: required, no default"),
+        ("defaults: {context_length: long, batch_size: 2, dtype: float32, max_tokens: null, n_key: total}\n" + fam
+         + "corpora: {c: {spec: python-docs@all}}\n", "t.yaml: defaults.context_length: expected an integer, got 'long'"),
+        ("defaults: {context_length: 16, batch_size: 2, dtype: float32, max_tokens: null, n_key: all}\n" + fam
+         + "corpora: {c: {spec: python-docs@all}}\n", "t.yaml: defaults.n_key: must be one of"),
+        ("defaults: {context_length: 16, batch_size: 2, dtype: float32, max_tokens: null, n_key: total}\n"
+         "families: {f: {architecture: gpt2, models: [{repo: a/b, alias: [c]}]}}\n"
+         "corpora: {c: {spec: python-docs@all}}\n", "unknown config key(s) families.f.models[0].alias"),
+        ("defaults: {context_length: 16, batch_size: 2, dtype: float32, max_tokens: null, n_key: total}\n" + fam
+         + "corpora: {c: {spec: python-docs@all, spec_env: X}}\n", "t.yaml: corpora.c: needs exactly one of spec, spec_env"),
+        ("defaults: {context_length: 16, batch_size: 2, dtype: float32, max_tokens: null, n_key: total}\n" + fam
+         + "corpora: {c: {spec: python-docs@all, default: perhaps}}\n", "t.yaml: corpora.c.default: expected true or false"),
+        ("defaults: {context_length: 16, batch_size: 2, dtype: float32, max_tokens: null, n_key: total}\n" + fam
+         + "corpora: {c: {spec: python-docs@all, fallback: c}}\n", "t.yaml: corpora.c.fallback: 'c' is not another corpus"),
+        ("defaults: {context_length: 16, batch_size: 2, dtype: float32, max_tokens: null, n_key: total}\n"
+         "families: {f: {architecture: gpt2, models: []}}\ncorpora: {}\n", "t.yaml: families.f.models: needs a non-empty"),
+    ]
+    for text, message in cases:
+        p.write_text(text)
+        with pytest.raises(ValueError) as err:
+            pt.load_table(p)
+        assert message in str(err.value), (message, str(err.value))
+
+
+def test_hf_and_wikitext_corpora_are_checked_offline(tmp_path, monkeypatch):
+    """E12: `hf:` and `wikitext` specs are not taken for paths: without the datasets package they
+    are unavailable with the install hint; with it, a save_to_disk folder is available, a dataset
+    is available if its entry is in the local datasets or hub cache, and missing otherwise."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "datasets" else real_find_spec(name, *a))
+    entry = pt.CorpusEntry("w", spec="wikitext@test")
+    status = pt.check_corpus(entry, {})
+    assert not status.available and "datasets package is not installed" in status.reason
+
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "datasets" else real_find_spec(name, *a))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_DATASETS_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "dataset_dict.json").write_text("{}")
+    assert pt.check_corpus(pt.CorpusEntry("s", spec=f"hf:{saved}@test"), {}).available
+    for spec in ("wikitext@test", "hf:org/name:cfg@validation"):
+        status = pt.check_corpus(pt.CorpusEntry("k", spec=spec), {})
+        assert not status.available and "not in the local datasets cache" in status.reason, spec
+    (tmp_path / "hf" / "datasets" / "EleutherAI___wikitext_document_level").mkdir(parents=True)
+    (tmp_path / "hf" / "hub" / "datasets--org--name").mkdir(parents=True)
+    for spec in ("wikitext@test", "hf:org/name:cfg@validation"):
+        assert pt.check_corpus(pt.CorpusEntry("k", spec=spec), {}).available, spec
