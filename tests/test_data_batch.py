@@ -116,6 +116,14 @@ def test_a_bad_batch_is_refused():
         Batch(**{**fields, "input_ids": z[0]})
 
 
+def test_a_stream_whose_documents_are_not_runs_is_refused():
+    """TrainStream refuses doc_ids that are not non-decreasing (a document split into several
+    runs), before any batch is built."""
+    tokens = np.arange(1, 9, dtype=np.int32)
+    with pytest.raises(ValueError, match="doc_ids must be non-decreasing"):
+        TrainStream(tokens, np.array([0, 0, 1, 1, 0, 0, 2, 2]), seq_len=2, seed=0)
+
+
 def _loss_fn_with_derived_positions(graphdef, lam):
     """The training loss as it was before batches carried positions: the model derives them from
     the segment ids (materialised logits, the naive statistics: the CPU default)."""

@@ -36,6 +36,8 @@ class TrainStream:
         self.doc_ids = np.asarray(doc_ids, np.int32)
         if self.tokens.shape != self.doc_ids.shape or self.tokens.ndim != 1:
             raise ValueError("tokens and doc_ids must be 1-D arrays of equal length")
+        if (np.diff(self.doc_ids) < 0).any():
+            raise ValueError("doc_ids must be non-decreasing (each document one run of the stream)")
         self.seq_len = int(seq_len)
         self.seed = int(seed)
         self.num_chunks = (len(self.tokens) - self.seq_len) // self.seq_len
@@ -107,9 +109,13 @@ class TrainStream:
         toks, docs = self.tokens[idx], self.doc_ids[idx]
         seg = (docs[:, :L] - docs[:, :1] + 1).astype(np.int32)
         scored = docs[:, 1:] == docs[:, :L]
-        # stream index of each target minus that of its document's first token (after the prefix)
-        doc_first = np.searchsorted(self.doc_ids, docs[:, :L], side="left") + 1
-        target_index = np.where(scored, idx[:, 1:] - doc_first, -1).astype(np.int32)
+        positions = restarting_positions(seg)
+        # A target's index in its document's tokens is its input's stream offset from the
+        # document's prefix: the position, plus (in a row's first segment) how far into its
+        # document the row starts.
+        starts = idx[:, 0]
+        into_doc = starts - np.searchsorted(self.doc_ids, docs[:, 0], side="left")
+        target_index = positions + np.where(seg == 1, into_doc[:, None], 0)
         return Batch(index=int(step), input_ids=toks[:, :L], target_ids=toks[:, 1:], score_mask=scored,
-                     segment_ids=seg, positions=restarting_positions(seg), doc_ids=docs[:, :L],
-                     target_index=target_index)
+                     segment_ids=seg, positions=positions, doc_ids=docs[:, :L],
+                     target_index=np.where(scored, target_index, -1).astype(np.int32))
