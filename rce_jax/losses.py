@@ -1,8 +1,8 @@
 """The proxy loss ``L = CE + lam * Conf`` (docs/design.md#2-the-proxy-loss) with a hand-written backward.
 
-Over the batch's scored tokens (``mask``), with per-token rank ``e`` (a constant: no gradient
-flows through ranks), ``p_e = N_e / N``, ``Q_e = exp(mean log s over rank e)``, ``C = sum_e Q_e``
-and ``q_e = Q_e / C``::
+Over the batch's scored tokens (``score_mask``, as in ``rce_jax.data.Batch``; None: all), with
+per-token rank ``e`` (a constant: no gradient flows through ranks), ``p_e = N_e / N``,
+``Q_e = exp(mean log s over rank e)``, ``C = sum_e Q_e`` and ``q_e = Q_e / C``::
 
     CE   = -(1/N) sum_i log s_i          Conf = log C
     dL/dz_i = w_i * (softmax(z_i) - onehot(y_i)),   w_i = (1/N) * (1 - lam * q_e / p_e)
@@ -70,7 +70,7 @@ def _prepare_mask(mask, targets):
         return jnp.ones(targets.shape, bool)
     mask = jnp.asarray(mask)
     if mask.shape != targets.shape:
-        raise ValueError(f"mask shape {mask.shape} does not match targets shape {targets.shape}")
+        raise ValueError(f"score_mask shape {mask.shape} does not match targets shape {targets.shape}")
     return mask.astype(bool)
 
 
@@ -88,7 +88,7 @@ def _check_rows(rows: int, mesh):
                          f"'{DATA}' devices (--batch-size must be a multiple of {n})")
 
 
-def proxy_loss(logits, targets, mask=None, *, lam, impl: str = "auto",
+def proxy_loss(logits, targets, score_mask=None, *, lam, impl: str = "auto",
                vocab_limit: int | None = None, mesh=None):
     """``(loss, ProxyLossAux)`` of ``L = CE + lam * Conf`` over the scored tokens of logits
     ``[T, V]`` or ``[B, L, V]`` (see the module docstring). The gradient with respect to the
@@ -99,7 +99,7 @@ def proxy_loss(logits, targets, mask=None, *, lam, impl: str = "auto",
     and the batch terms are summed over ``data``: the same loss and gradients as one device."""
     logits, targets = jnp.asarray(logits), jnp.asarray(targets)
     _check_inputs(logits, targets)
-    mask = _prepare_mask(mask, targets)
+    mask = _prepare_mask(score_mask, targets)
     lam, lam_ok = _check_lam(lam)
     V = logits.shape[-1]
     limit = resolve_vocab_limit(V, vocab_limit)
@@ -112,7 +112,7 @@ def proxy_loss(logits, targets, mask=None, *, lam, impl: str = "auto",
     return _finish(ce, conf, lam, lam_ok, mask)
 
 
-def proxy_loss_fused(hidden, head, targets, mask=None, *, lam, bias=None, impl: str = "auto",
+def proxy_loss_fused(hidden, head, targets, score_mask=None, *, lam, bias=None, impl: str = "auto",
                      vocab_limit: int | None = None, logits_dtype=None, mesh=None):
     """``(loss, ProxyLossAux)`` of ``L = CE + lam * Conf`` for the logits
     ``hidden @ head.T + bias`` (``hidden`` ``[T, d]`` or ``[B, L, d]``, ``head`` ``[V, d]``),
@@ -122,7 +122,7 @@ def proxy_loss_fused(hidden, head, targets, mask=None, *, lam, bias=None, impl: 
     hidden, head, targets = jnp.asarray(hidden), jnp.asarray(head), jnp.asarray(targets)
     bias = jnp.zeros((head.shape[0],), jnp.float32) if bias is None else jnp.asarray(bias)
     _check_fused_inputs(hidden, head, targets, bias)
-    mask = _prepare_mask(mask, targets)
+    mask = _prepare_mask(score_mask, targets)
     lam, lam_ok = _check_lam(lam)
     limit = resolve_vocab_limit(head.shape[0], vocab_limit)
     _check_target_range(targets, limit, mask, what="scored targets")

@@ -24,6 +24,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
+from .data.batch import Batch
+
 DATA, MODEL = "data", "model"
 
 _NORMS = (r"(layers\.\d+\.(attn_norm|mlp_norm)|final_norm)\.(scale|bias)", P())
@@ -137,13 +139,17 @@ def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
 
 
 def shard_batch(batch, mesh: Mesh | None):
-    """Device arrays of a global batch (a pytree of host arrays [rows, ...]).
+    """Device arrays of a global batch: of an ``rce_jax.data.Batch``, its model inputs (a dict by
+    the names of ``rce_jax.data.MODEL_INPUTS``, what the evaluation and training steps take);
+    otherwise the same pytree of host arrays [rows, ...].
 
     Every process passes the same whole global batch (every process builds the same plan) and
     places exactly the rows its own devices hold, whatever the mesh layout: when the 'model'
     axis spans processes, several processes hold the same rows, so "each process feeds a
     contiguous share" would be wrong. Without a mesh, plain arrays on the default device.
     """
+    if isinstance(batch, Batch):
+        batch = batch.model_inputs()
     if mesh is None:
         return jax.tree.map(jnp.asarray, batch)
 

@@ -9,7 +9,7 @@ import pytest
 import transformers
 from train_helpers import tiny_config_dict
 
-from rce_jax.data import load_corpus, tokenize_corpus
+from rce_jax.data import MODEL_INPUTS, load_corpus, tokenize_corpus
 from rce_jax.evaluate import EvalConfig, evaluate
 from rce_jax.models import compute_logits
 from rce_jax.train import TrainConfig, train
@@ -39,8 +39,9 @@ def test_stream_batches_are_a_pure_function_of_seed_and_step(run):
     a, b, c = make(0), make(0), make(1)
     for k in (0, 5, 1000):
         ba, bb = a.batch(k, 8), b.batch(k, 8)
-        assert all(np.array_equal(ba[key], bb[key]) for key in ba)
-    assert not np.array_equal(a.batch(3, 8)["input_ids"], c.batch(3, 8)["input_ids"])
+        assert all(np.array_equal(getattr(ba, key), getattr(bb, key))
+                   for key in (*MODEL_INPUTS, "doc_ids", "target_index"))
+    assert not np.array_equal(a.batch(3, 8).input_ids, c.batch(3, 8).input_ids)
     # the stream: <s> text </s> per non-empty document, in corpus order (a plain loop here)
     corpus = tokenize_corpus(load_corpus(config.data.train[0]), tok, cache_dir=config.data.cache_dir)
     tokens, docs, kept = [], [], 0
@@ -53,12 +54,12 @@ def test_stream_batches_are_a_pure_function_of_seed_and_step(run):
     assert a.tokens.tolist() == tokens and a.doc_ids.tolist() == docs
     batch, starts = a.batch(7, 8), a.row_starts(7, 8)
     for r, s in enumerate(starts):
-        assert batch["input_ids"][r].tolist() == a.tokens[s:s + 32].tolist()
-        assert batch["target_ids"][r].tolist() == a.tokens[s + 1:s + 33].tolist()
+        assert batch.input_ids[r].tolist() == a.tokens[s:s + 32].tolist()
+        assert batch.target_ids[r].tolist() == a.tokens[s + 1:s + 33].tolist()
         for t in range(32):
-            assert batch["loss_mask"][r, t] == (a.doc_ids[s + t] == a.doc_ids[s + t + 1])
+            assert batch.score_mask[r, t] == (a.doc_ids[s + t] == a.doc_ids[s + t + 1])
             if t:
-                assert (batch["segment_ids"][r, t] != batch["segment_ids"][r, t - 1]) == (
+                assert (batch.segment_ids[r, t] != batch.segment_ids[r, t - 1]) == (
                     a.doc_ids[s + t] != a.doc_ids[s + t - 1])
     n = a.num_chunks
     epoch = np.concatenate([a.row_starts(k, 1) for k in range(n)])

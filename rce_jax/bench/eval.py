@@ -42,6 +42,7 @@ from ..evaluate.step import score_batch
 from ..io import check_output_dir, write_json, write_text
 from ..models import forward_hidden, from_pretrained
 from ..stats import RankStats
+from ..sharding import shard_batch
 from .models import build_model_dir
 
 
@@ -70,8 +71,7 @@ def bench_rce(model_dir, corpus_spec, work: Path, cfg: EvalConfig, cache_dir):
                         max_tokens=cfg.max_tokens)
     options = ScoreOptions.of(cfg)  # what evaluate() compiles (rank_vocab "model": no vocab_limit)
     sync = jax.block_until_ready
-    t_score = time_loop(plan, lambda b: score_batch(graphdef, state, {k: jnp.asarray(v) for k, v in
-                                                                    b.model_inputs().items()},
+    t_score = time_loop(plan, lambda b: score_batch(graphdef, state, shard_batch(b, None),
                                                     options=options, mesh=None), sync)
     t_fwd = time_loop(plan, lambda b: forward_hidden(graphdef, state, jnp.asarray(b.input_ids),
                                                      jnp.asarray(b.positions),

@@ -91,7 +91,8 @@ def batches(args, n):
     shape = (args.batch_size, args.context_length)
     return [{"input_ids": jnp.asarray(rng.integers(0, args.vocab, shape), jnp.int32),
              "target_ids": jnp.asarray(rng.integers(0, args.vocab, shape), jnp.int32),
-             "segment_ids": jnp.ones(shape, jnp.int32), "loss_mask": jnp.ones(shape, bool)}
+             "segment_ids": jnp.ones(shape, jnp.int32), "score_mask": jnp.ones(shape, bool),
+             "positions": jnp.broadcast_to(jnp.arange(shape[1], dtype=jnp.int32), shape)}
             for _ in range(n)]
 
 

@@ -1,4 +1,5 @@
-"""The data layer: corpora, the token cache, rolling windows, packed batches, text metrics.
+"""The data layer: corpora, the token cache, rolling windows, batches (one type for evaluation
+and training) and their packing, text metrics.
 
 Typical use (see each module for the exact conventions)::
 
@@ -13,14 +14,8 @@ Typical use (see each module for the exact conventions)::
 from rce_jax.data.corpora import Corpus, as_corpus, load_corpus, parse_spec
 from rce_jax.data.embedded import CODE_MODULES, EMBEDDED_CORPORA, is_heldout
 from rce_jax.data.metrics import TextMetrics, count_bytes, count_words
-from rce_jax.data.packing import (
-    MODEL_INPUTS,
-    PACKING_MODES,
-    Batch,
-    BatchPlan,
-    pack_windows,
-    plan_batches,
-)
+from rce_jax.data.batch import MODEL_INPUTS, Batch, restarting_positions
+from rce_jax.data.packing import PACKING_MODES, BatchPlan, pack_windows, plan_batches
 from rce_jax.data.tokenize import (
     TokenizedCorpus,
     cache_path,
@@ -54,6 +49,7 @@ __all__ = [
     "parse_spec",
     "plan_batches",
     "prefix_token_id",
+    "restarting_positions",
     "rolling_windows",
     "tokenize_corpus",
     "tokenizer_fingerprint",

@@ -1,4 +1,4 @@
-"""Pack rolling windows into fixed-shape ``[B, L]`` batches, resumably.
+"""Pack rolling windows into fixed-shape ``[B, L]`` batches (``rce_jax.data.batch.Batch``), resumably.
 
 Packing modes (both deterministic):
 
@@ -28,12 +28,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from rce_jax.data.batch import Batch
 from rce_jax.data.metrics import TextMetrics
 from rce_jax.data.tokenize import TokenizedCorpus
 from rce_jax.data.windows import Windows, make_windows, window_tokens
 
 PACKING_MODES = ("none", "first_fit")
-MODEL_INPUTS = ("input_ids", "target_ids", "score_mask", "segment_ids", "positions")
 
 
 def pack_windows(windows: Windows, mode: str = "first_fit") -> tuple[np.ndarray, np.ndarray, int]:
@@ -67,37 +67,6 @@ def pack_windows(windows: Windows, mode: str = "first_fit") -> tuple[np.ndarray,
             tree[node] = max(tree[2 * node], tree[2 * node + 1])
             node //= 2
     return np.array(row, np.int64), np.array(offset, np.int64), num_rows
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Batch:
-    """One ``[B, L]`` batch. Model inputs (:data:`MODEL_INPUTS`) plus host-side bookkeeping.
-
-    Attributes:
-      index: the batch number.
-      input_ids, target_ids: int32; ``target_ids[r, t]`` follows ``input_ids[r, t]``.
-      score_mask: bool, the positions whose target is scored.
-      segment_ids: int32, 0 for padding, 1.. per window within a row.
-      positions: int32, restarting at 0 in every segment.
-      doc_ids: int32, the document of each position (-1 for padding).
-      target_index: int32, index within its document of each position's target (-1 for padding).
-    """
-
-    index: int
-    input_ids: np.ndarray
-    target_ids: np.ndarray
-    score_mask: np.ndarray
-    segment_ids: np.ndarray
-    positions: np.ndarray
-    doc_ids: np.ndarray
-    target_index: np.ndarray
-
-    @property
-    def num_scored(self) -> int:
-        return int(self.score_mask.sum())
-
-    def model_inputs(self) -> dict[str, np.ndarray]:
-        return {name: getattr(self, name) for name in MODEL_INPUTS}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -152,7 +152,7 @@ def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: Ran
             on_batch(index + 1)
 
     for batch in plan.iter_batches(start_batch):
-        arrays = shard_batch(batch.model_inputs(), mesh)
+        arrays = shard_batch(batch, mesh)
         out = score_batch(graphdef, state, arrays, options=options, mesh=mesh)
         if pending is not None:
             fold(pending)
@@ -167,7 +167,7 @@ def plan_kernels(plan, graphdef, state, options: ScoreOptions, mesh):
     shape): what runs under ``auto`` and why a kernel was skipped, from the same dispatch that
     runs it (``step.kernel_plan`` traces the step abstractly on the first batch). Results record
     this, never the backend's first choice."""
-    first = shard_batch(plan.batch(0).model_inputs(), mesh)
+    first = shard_batch(plan.batch(0), mesh)
     return kernel_plan(graphdef, state, first, options=options, mesh=mesh)
 
 

@@ -105,7 +105,8 @@ def _score(graphdef, state, batch: dict, *, options: ScoreOptions, mesh: Mesh | 
 @functools.partial(jax.jit, static_argnames=("graphdef", "options", "mesh"))
 def score_batch(graphdef, state, batch: dict, *, options: ScoreOptions, mesh: Mesh | None):
     """``(BatchRankSums, profile sums or None, per-token (rank, log s) or None)`` of one packed
-    batch (see rce_jax.data.Batch); the per-token arrays only with ``options.token_outputs``."""
+    batch (the placed model inputs of an rce_jax.data.Batch, ``rce_jax.sharding.shard_batch``);
+    the per-token arrays only with ``options.token_outputs``."""
     return _score(graphdef, state, batch, options=options, mesh=mesh)
 
 

@@ -4,11 +4,12 @@ Stream: every document of every training corpus, in corpus order, as ``[prefix] 
 [EOS]`` (``prefix``: BOS, as in evaluation, docs/design.md#6-windows; a tokenizer without BOS uses EOS
 and then only one EOS separates documents). Each stream position carries its document's index.
 
-Rows are packed with segment ids: a row reads ``L + 1`` consecutive stream tokens (inputs
-``[0, L)``, targets ``[1, L + 1)``); attention stays within a document (the model gets the
-document index as segment id, positions restart at 0 where a document starts in the row, as
-in evaluation windows) and a target is scored only if it lies in the same document as its input,
-so the step from one document's EOS to the next document's prefix is never trained on.
+Batches are ``rce_jax.data.Batch``, as in evaluation. A row reads ``L + 1`` consecutive stream
+tokens (inputs ``[0, L)``, targets ``[1, L + 1)``); attention stays within a document (the
+model gets the document index as segment id; positions, computed here on the host, restart at 0
+where a document starts in the row, as in evaluation windows) and a target is scored only if it
+lies in the same document as its input, so the step from one document's EOS to the next
+document's prefix is never trained on.
 
 Order: the stream is split into ``C = (S - L) // L`` chunks of ``L`` tokens starting at a
 per-epoch offset ``o_e`` in ``[0, L)``; epoch ``e`` visits its chunks in a permutation. Global
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data import as_corpus, prefix_token_id, tokenize_corpus
+from ..data import Batch, as_corpus, prefix_token_id, restarting_positions, tokenize_corpus
 
 _EPOCH_TAG = 0x7EA1  # separates the data stream's generators from other uses of the seed
 
@@ -35,6 +36,8 @@ class TrainStream:
         self.doc_ids = np.asarray(doc_ids, np.int32)
         if self.tokens.shape != self.doc_ids.shape or self.tokens.ndim != 1:
             raise ValueError("tokens and doc_ids must be 1-D arrays of equal length")
+        if (np.diff(self.doc_ids) < 0).any():
+            raise ValueError("doc_ids must be non-decreasing (each document one run of the stream)")
         self.seq_len = int(seq_len)
         self.seed = int(seed)
         self.num_chunks = (len(self.tokens) - self.seq_len) // self.seq_len
@@ -97,12 +100,22 @@ class TrainStream:
             starts[sel] = offset + perm[rows[sel] % self.num_chunks] * self.seq_len
         return starts
 
-    def batch(self, step: int, batch_size: int) -> dict[str, np.ndarray]:
-        """The global batch of ``step``: ``input_ids``, ``target_ids``, ``segment_ids`` (int32)
-        and ``loss_mask`` (bool), each ``[batch_size, L]``."""
+    def batch(self, step: int, batch_size: int) -> Batch:
+        """The global batch of ``step`` (``rce_jax.data.Batch``, ``[batch_size, L]``, index
+        ``step``): a target is scored iff it lies in its input's document; positions restart
+        at 0 where a document starts in the row (and at the row's start)."""
         L = self.seq_len
         idx = self.row_starts(step, batch_size)[:, None] + np.arange(L + 1)[None, :]
         toks, docs = self.tokens[idx], self.doc_ids[idx]
-        seg = docs[:, :L] - docs[:, :1] + 1
-        return {"input_ids": toks[:, :L], "target_ids": toks[:, 1:], "segment_ids": seg.astype(np.int32),
-                "loss_mask": docs[:, 1:] == docs[:, :L]}
+        seg = (docs[:, :L] - docs[:, :1] + 1).astype(np.int32)
+        scored = docs[:, 1:] == docs[:, :L]
+        positions = restarting_positions(seg)
+        # A target's index in its document's tokens is its input's stream offset from the
+        # document's prefix: the position, plus (in a row's first segment) how far into its
+        # document the row starts.
+        starts = idx[:, 0]
+        into_doc = starts - np.searchsorted(self.doc_ids, docs[:, 0], side="left")
+        target_index = positions + np.where(seg == 1, into_doc[:, None], 0)
+        return Batch(index=int(step), input_ids=toks[:, :L], target_ids=toks[:, 1:], score_mask=scored,
+                     segment_ids=seg, positions=positions, doc_ids=docs[:, :L],
+                     target_index=np.where(scored, target_index, -1).astype(np.int32))

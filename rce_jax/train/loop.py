@@ -32,14 +32,14 @@ from ..data import load_corpus
 from ..io import check_output_dir, write_json
 from ..models import init_model, param_counts, save_pretrained
 from ..preempt import Preempted, preemption_guard, requested, signal_name
-from ..sharding import DATA, check_hosts_agree, make_mesh
+from ..sharding import DATA, check_hosts_agree, make_mesh, shard_batch
 from .checkpoint import Checkpoints, MetricsLog
 from .config import ConfigError, TrainConfig, diff_keys, identity
 from .data import TrainStream
 from .evals import build_eval_sets, run_evals, write_training_figures
 from .presets import build_model_config
 from .state import init_state, make_optimizer
-from .step import loss_kernel_plan, make_loss_fn, make_train_step, put_batch, resolve_loss
+from .step import loss_kernel_plan, make_loss_fn, make_train_step, resolve_loss
 from .tokenizer import get_tokenizer
 
 
@@ -171,7 +171,9 @@ def train(config: TrainConfig, out_dir, *, mesh="auto", progress: bool = True, v
     with preemption_guard():
         for k in range(start, config.steps):
             s = k + 1
-            state, metrics = step_fn(state, put_batch(stream.batch(k, config.batch_size), mesh))
+            # every process builds the same global batch (a function of seed and step) and
+            # places the rows its devices hold
+            state, metrics = step_fn(state, shard_batch(stream.batch(k, config.batch_size), mesh))
             do_eval = bool(eval_sets) and (s % config.eval.every == 0 or s == config.steps)
             row = None
             if s % config.log_every == 0 or do_eval or s == config.steps:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import rce_kernels
 from flax import nnx
@@ -30,10 +29,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..losses import ProxyLossAux, proxy_loss, proxy_loss_fused
-from ..sharding import DATA, shard_batch
+from ..sharding import DATA
 
 NAIVE_MAX_BYTES = 1 << 30
-BATCH_KEYS = ("input_ids", "target_ids", "segment_ids", "loss_mask")
 
 
 def resolve_loss(loss, *, tokens_per_step: int, vocab_size: int, backend: str | None = None,
@@ -65,22 +63,30 @@ def loss_kernel_plan(*, head: str, impl: str, tokens_per_step: int, vocab_size: 
     return rce_kernels.plan_token_stats((rows, vocab_size), dtype, impl=impl)
 
 
+def _hidden_states(model, batch):
+    """The model on a batch's inputs, with its segment ids and positions as in evaluation."""
+    return model.hidden_states(batch["input_ids"], positions_BxL=batch["positions"],
+                               segment_ids_BxL=batch["segment_ids"])
+
+
 def make_loss_fn(graphdef, *, lam: float, head: str, impl: str, mesh=None):
-    """``loss_fn(params, batch) -> (loss, ProxyLossAux)`` of the model ``graphdef``; on a
-    ``mesh`` the token statistics run per shard of rows (module doc)."""
+    """``loss_fn(params, batch) -> (loss, ProxyLossAux)`` of the model ``graphdef``; ``batch``:
+    the placed model inputs of an ``rce_jax.data.Batch`` (``rce_jax.sharding.shard_batch``), the
+    loss over its ``score_mask``; on a ``mesh`` the token statistics run per shard of rows
+    (module doc)."""
 
     def loss_fn(params, batch):
         model = nnx.merge(graphdef, params)
-        h_BxLxE = model.hidden_states(batch["input_ids"], segment_ids_BxL=batch["segment_ids"])
+        h_BxLxE = _hidden_states(model, batch)
         w_VxE, bias_V = model.lm_head()
         w_VxE = w_VxE.astype(h_BxLxE.dtype)
         if head == "fused":
-            return proxy_loss_fused(h_BxLxE, w_VxE, batch["target_ids"], batch["loss_mask"],
+            return proxy_loss_fused(h_BxLxE, w_VxE, batch["target_ids"], batch["score_mask"],
                                     lam=lam, bias=bias_V, impl=impl, mesh=mesh)
         logits = jnp.einsum("ble,ve->blv", h_BxLxE, w_VxE)
         if bias_V is not None:
             logits = logits + bias_V.astype(logits.dtype)
-        return proxy_loss(logits, batch["target_ids"], batch["loss_mask"], lam=lam, impl=impl,
+        return proxy_loss(logits, batch["target_ids"], batch["score_mask"], lam=lam, impl=impl,
                           mesh=mesh)
 
     return loss_fn
@@ -92,10 +98,10 @@ def make_ce_loss_fn(graphdef):
 
     def loss_fn(params, batch):
         model = nnx.merge(graphdef, params)
-        h = model.hidden_states(batch["input_ids"], segment_ids_BxL=batch["segment_ids"])
+        h = _hidden_states(model, batch)
         w, _ = model.lm_head()
         logits = jnp.einsum("ble,ve->blv", h, w.astype(h.dtype))
-        mask = batch["loss_mask"]
+        mask = batch["score_mask"]
         per_token = optax.softmax_cross_entropy_with_integer_labels(
             logits.astype(jnp.float32), jnp.where(mask, batch["target_ids"], 0))
         n = jnp.sum(mask, dtype=jnp.int32)
@@ -128,9 +134,3 @@ def make_train_step(loss_fn, tx, schedule, *, shardings=None, mesh=None):
     replicated = NamedSharding(mesh, P())
     return jax.jit(step_fn, donate_argnums=0, out_shardings=(shardings, replicated))
 
-
-def put_batch(batch: dict, mesh) -> dict:
-    """Device arrays of the model inputs of a global batch. Every process builds the same
-    global batch (it is a function of the seed and the step) and ``shard_batch`` places the
-    rows that each process's devices hold."""
-    return shard_batch({k: np.asarray(batch[k]) for k in BATCH_KEYS}, mesh)
