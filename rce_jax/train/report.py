@@ -6,6 +6,8 @@ falling, CE falling or not at a rung) is stated only when its interval excludes 
 the paired document-bootstrap interval excludes zero, the leave-one-model-out fits agree (for
 comparisons of fits) and, with several seeds, the same holds in every seed. Otherwise the
 sentence says that the data do not resolve it, with the numbers. Nothing is written in advance.
+Each finding is computed once as a ``Finding`` record (kind, verdict, the numbers; stored in
+report.json) and worded by ``render``, the one place findings become English.
 """
 
 from __future__ import annotations
