@@ -3,20 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
-
-# subcommand -> module in rce_jax.commands defining register(subparsers) and run(args)
-COMMANDS = {
-    "bench": "bench",
-    "eval": "eval",
-    "scaling": "scaling",
-    "stats": "stats",
-    "train": "train",
-    "demo": "demo",
-}
-
 
 class CommandError(Exception):
     """A user-facing failure: printed without a traceback, exit status 2."""
@@ -29,8 +17,13 @@ def build_parser() -> argparse.ArgumentParser:
         "CE = Error-Entropy + Self-Alignment - Confidence (arXiv 2510.04067).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in COMMANDS.items():
-        importlib.import_module(f"rce_jax.commands.{module}").register(sub, name)
+    # Imported here, not at the top: the experiments' scripts import this module for
+    # run_script and need none of the subcommands (scaling pulls in matplotlib).
+    from .commands import bench, demo, eval as eval_, scaling, stats, train
+
+    # Each module registers the subcommand named after it: register(subparsers, name) and run(args).
+    for module in (bench, eval_, scaling, stats, train, demo):
+        module.register(sub, module.__name__.rpartition(".")[2])
     return parser
 
 

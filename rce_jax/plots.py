@@ -18,7 +18,7 @@ from matplotlib import ticker
 from .fits import fit_power_law
 from .report import MIXED, ScalingReport
 from .style import (METRIC_LABELS, METRIC_SHORT, N_LABELS, display_name, figure, file_stem,  # noqa: F401
-                    legend_outside, log_axes, plt, save, slug)
+                    legend_outside, log_axes, plt, save)
 
 LABELS = METRIC_SHORT
 

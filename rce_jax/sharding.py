@@ -21,7 +21,6 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
 from .data.batch import Batch
@@ -124,13 +123,6 @@ def param_sharding(path: str, shape: Sequence[int], family: str,
 
 def path_str(path: Sequence) -> str:
     return ".".join(str(p) for p in path)
-
-
-def param_shardings(state: nnx.State, family: str, mesh: Mesh) -> nnx.State:
-    """A State of NamedSharding (same structure as `state`, usable as jit out_shardings)."""
-    return nnx.from_flat_state([
-        (path, NamedSharding(mesh, partition_spec(path_str(path), v.get_value().shape, family, mesh)))
-        for path, v in nnx.to_flat_state(state)])
 
 
 def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:

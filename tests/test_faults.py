@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from train_helpers import ROOT, tiny_config_dict
+from train_helpers import ROOT, tiny_config_dict, without_timing
 
 from rce_jax.cli import main
 
@@ -189,7 +189,7 @@ def test_train_sigterm_checkpoints_and_resumes_bit_identically(tmp_path):
     with parameters bit-identical to an uninterrupted run and the same metrics rows."""
     from safetensors.numpy import load_file
 
-    from rce_jax.train.checkpoint import MetricsLog, without_timing
+    from rce_jax.train.checkpoint import MetricsLog
 
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps(tiny_config_dict(tmp_path, steps=40, save_every=1000, log_every=1,

@@ -1,6 +1,9 @@
 """The Pallas token-statistics kernels (run in interpret mode on CPU) against the streaming XLA
 implementation and an independent float64 NumPy computation."""
 
+import functools
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +12,7 @@ import rce_jax
 import rce_kernels
 from rce_kernels.token_stats_gpu import UnsupportedShapeError, token_stats_mgpu
 from rce_kernels.token_stats_tpu import token_stats_tpu
+from np_reference import fresh_rng
 from tolerances import LOGP_F32_ABS
 
 
@@ -140,3 +144,43 @@ def test_pallas_impl_explains_what_it_cannot_take():
     assert rce_kernels.plan_token_stats(logits.shape, logits.dtype).impl == "xla"
     with pytest.raises(ValueError, match="unknown token-stats impl"):
         rce_kernels.token_stats(logits, targets, impl="triton")
+
+
+class TestEntryPointsJittedAndEager(chex.TestCase):
+    """The public entry points ``rce_kernels.token_stats`` and ``fused_token_stats`` run eagerly
+    and under ``jax.jit`` (``chex.variants``), and each way gives float64 NumPy's exact ranks and
+    ties and logp within LOGP_F32_ABS; their chex contracts refuse a wrong rank, a mismatched T or
+    D and non-integer targets with a ValueError naming the arrays, jitted or not."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_token_stats(self):
+        rng = fresh_rng()
+        T, V, limit = 24, 500, 480
+        logits = jnp.asarray(np.round(rng.normal(0, 3, (T, V)) * 4) / 4, jnp.float32)  # ties
+        targets = jnp.asarray(rng.integers(0, limit, T), jnp.int32)
+        stats = self.variant(functools.partial(rce_kernels.token_stats, impl="xla", vocab_limit=limit))
+        assert_stats_equal(stats(logits, targets), *numpy_stats(logits, targets, limit), atol=LOGP_F32_ABS)
+        with self.assertRaisesRegex(ValueError, r"logits_TxV \[T, V\], targets_T \[T\]"):
+            stats(logits[None], targets)
+        with self.assertRaisesRegex(ValueError, "T of logits_TxV"):
+            stats(logits, targets[:-1])
+        with self.assertRaisesRegex(ValueError, "targets_T integers"):
+            stats(logits, targets.astype(jnp.float32))
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_fused_token_stats(self):
+        rng = fresh_rng()
+        T, D, V = 16, 8, 200
+        # Small integers and a bias in eighths: the logits are exact in float32 in any order.
+        hidden = jnp.asarray(rng.integers(-2, 3, (T, D)), jnp.float32)
+        head = jnp.asarray(rng.integers(-2, 3, (V, D)), jnp.float32)
+        bias = jnp.asarray(rng.integers(-8, 9, V) / 8, jnp.float32)
+        targets = jnp.asarray(rng.integers(0, V, T), jnp.int32)
+        stats = self.variant(functools.partial(rce_kernels.fused_token_stats, impl="xla"))
+        logits = np.asarray(hidden, np.float64) @ np.asarray(head, np.float64).T + np.asarray(bias)
+        assert_stats_equal(stats(hidden, head, targets, bias_V=bias), *numpy_stats(logits, targets),
+                           atol=LOGP_F32_ABS)
+        with self.assertRaisesRegex(ValueError, "D of hidden_TxD"):
+            stats(hidden[:, :4], head, targets)
+        with self.assertRaisesRegex(ValueError, r"bias_V \[V\]"):
+            stats(hidden, head, targets, bias_V=bias[:-1])

@@ -1,5 +1,8 @@
 """The proxy loss L = CE + lam * Conf (docs/design.md#2-the-proxy-loss) and its hand-written backward."""
 
+import functools
+
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +10,7 @@ import optax
 import pytest
 import rce_jax
 import rce_kernels
+from np_reference import fresh_rng, np_decompose, np_token_stats
 from tolerances import (GRAD_SHARED_LOGITS_ABS, LOSS_F32_ABS, LOSS_F32_REL, LOSS_SHARED_LOGITS_ABS,
                         ONE_F32_ROUNDING_REL)
 
@@ -38,7 +42,8 @@ def problem(seed, T=48, V=40):
 @pytest.mark.parametrize("lam", [0.0, 0.25, 0.9])
 def test_gradient_matches_autodiff_of_the_design_formula(lam):
     """Loss and logits gradient equal jax.grad of the formula of docs/design.md#2-the-proxy-loss to 1e-5 (f32), masked
-    tokens included."""
+    tokens included; aux.ce, aux.conf and the loss equal CE, Conf and CE + lam Conf computed in
+    float64 NumPy from the scored tokens' ranks and log-probabilities, to 1e-5."""
     logits, targets, mask = problem(int(lam * 100))
     (loss, aux), grad = jax.value_and_grad(
         lambda z: rce_jax.proxy_loss(z, targets, mask, lam=lam, impl="xla"), has_aux=True
@@ -47,8 +52,12 @@ def test_gradient_matches_autodiff_of_the_design_formula(lam):
     np.testing.assert_allclose(float(loss), float(ref_loss), rtol=0, atol=LOSS_F32_ABS)
     np.testing.assert_allclose(np.asarray(grad), np.asarray(ref_grad), rtol=0, atol=LOSS_F32_ABS)
     assert int(aux.n_tokens) == int(mask.sum())
-    np.testing.assert_allclose(float(aux.ce + lam * aux.conf), float(loss), rtol=ONE_F32_ROUNDING_REL,
-                               atol=LOSS_SHARED_LOGITS_ABS)
+    scored = np.asarray(mask)
+    logp, rank, _ = np_token_stats(np.asarray(logits)[scored], np.asarray(targets)[scored])
+    ref = np_decompose(logp, rank)  # float64, from the definitions (tests/np_reference.py)
+    np.testing.assert_allclose(float(aux.ce), ref["ce"], rtol=0, atol=LOSS_F32_ABS)
+    np.testing.assert_allclose(float(aux.conf), ref["conf"], rtol=0, atol=LOSS_F32_ABS)
+    np.testing.assert_allclose(float(loss), ref["ce"] + lam * ref["conf"], rtol=0, atol=LOSS_F32_ABS)
 
 
 def test_lam_zero_is_optax_cross_entropy():
@@ -152,8 +161,7 @@ def test_fused_gradients_match_autodiff_of_materialised_logits(impl):
     ref_loss, ref_grads = jax.value_and_grad(materialised, argnums=(0, 1, 2))(hidden, head, bias)
     np.testing.assert_allclose(float(loss), float(ref_loss), rtol=ONE_F32_ROUNDING_REL,
                                atol=LOSS_F32_ABS)
-    for g, r in zip(grads, ref_grads):
-        np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=0, atol=LOSS_F32_ABS)
+    chex.assert_trees_all_close(grads, ref_grads, rtol=0, atol=LOSS_F32_ABS)
 
 
 def test_fused_lam_zero_is_cross_entropy_through_the_head():
@@ -174,8 +182,7 @@ def test_fused_lam_zero_is_cross_entropy_through_the_head():
                                        for f in (fused, ce))
     np.testing.assert_allclose(float(loss), float(ref), rtol=ONE_F32_ROUNDING_REL,
                                atol=LOSS_F32_ABS)
-    for g, r in zip(grads, ref_grads):
-        np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=0, atol=LOSS_F32_ABS)
+    chex.assert_trees_all_close(grads, ref_grads, rtol=0, atol=LOSS_F32_ABS)
 
 
 def test_fused_masked_rows_with_overflowing_logits_change_no_gradient():
@@ -221,5 +228,43 @@ def test_fused_backward_with_blocks_that_do_not_divide_the_shapes():
         hidden, head, bias, targets, lse, weight, vocab_limit=limit, block_rows=7, block_cols=32,
         precision=jax.lax.Precision.HIGHEST)
     ref = jax.grad(weighted_ce, argnums=(0, 1, 2))(hidden, head, bias)
-    for g, r in zip(grads, ref):
-        np.testing.assert_allclose(np.asarray(g), np.asarray(r), rtol=0, atol=LOSS_F32_ABS)
+    chex.assert_trees_all_close(tuple(grads), ref, rtol=0, atol=LOSS_F32_ABS)
+
+
+class TestProxyLossJittedAndEager(chex.TestCase):
+    """``rce_jax.proxy_loss`` and ``proxy_loss_fused`` give, eagerly and under ``jax.jit``
+    (``chex.variants``), the loss, CE, Conf and token count that float64 NumPy computes from the
+    definitions (tests/np_reference.py) on fresh inputs whose logits are exact in float32 (small
+    integers, a bias in eighths), so both routes see the same ranks: to LOSS_F32_ABS."""
+
+    def check(self, loss, aux, logits, targets, mask, lam):
+        logp, rank, _ = np_token_stats(logits[mask], targets[mask])
+        ref = np_decompose(logp, rank)
+        assert int(aux.n_tokens) == int(mask.sum())
+        chex.assert_trees_all_close((loss, aux.ce, aux.conf),
+                                    (ref["ce"] + lam * ref["conf"], ref["ce"], ref["conf"]),
+                                    rtol=0, atol=LOSS_F32_ABS)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_materialised(self):
+        rng = fresh_rng()
+        T, V, lam = 40, 60, 0.35
+        logits = np.round(rng.normal(0, 2, (T, V)) * 8) / 8  # eighths: exact, with ties
+        targets, mask = rng.integers(0, V, T), rng.random(T) < 0.8
+        loss_fn = self.variant(functools.partial(rce_jax.proxy_loss, lam=lam, impl="xla"))
+        loss, aux = loss_fn(jnp.asarray(logits, jnp.float32), jnp.asarray(targets, jnp.int32),
+                            jnp.asarray(mask))
+        self.check(loss, aux, logits, targets, mask, lam)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_fused(self):
+        rng = fresh_rng()
+        T, D, V, lam = 32, 8, 90, 0.6
+        hidden, head = rng.integers(-2, 3, (T, D)), rng.integers(-2, 3, (V, D))
+        bias = rng.integers(-8, 9, V) / 8
+        targets, mask = rng.integers(0, V, T), rng.random(T) < 0.8
+        loss_fn = self.variant(functools.partial(rce_jax.proxy_loss_fused, lam=lam, impl="xla"))
+        loss, aux = loss_fn(jnp.asarray(hidden, jnp.float32), jnp.asarray(head, jnp.float32),
+                            jnp.asarray(targets, jnp.int32), jnp.asarray(mask),
+                            bias=jnp.asarray(bias, jnp.float32))
+        self.check(loss, aux, hidden.astype(float) @ head.T.astype(float) + bias, targets, mask, lam)

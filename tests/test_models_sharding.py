@@ -13,7 +13,7 @@ from jax.sharding import AbstractMesh, PartitionSpec as P
 
 from hf_tiny import make_hf_model, variant_configs
 from rce_jax.models import FAMILIES, ModelConfig, abstract_model
-from rce_jax.sharding import fit_spec, param_shardings, partition_spec
+from rce_jax.sharding import fit_spec, param_sharding, partition_spec, path_str
 from tolerances import SAME_MODEL_LOGITS_ABS
 
 MESH_VARIANTS = ["gpt2", "neox_parallel", "opt_post_ln_proj", "llama3_gqa_untied",
@@ -76,13 +76,19 @@ def test_rules_shard_what_divides_and_replicate_the_rest(mesh_results):
 
 @pytest.mark.parametrize("name", list(variant_configs()))
 def test_every_parameter_has_a_rule(name):
-    """Every parameter of every variant matches exactly one explicit rule of its family."""
+    """Every parameter of every variant gets a sharding from its family's rules through
+    ``param_sharding``, the call the checkpoint loader and ``init_model`` place each parameter
+    with: a NamedSharding on the mesh whose spec has no more axes than the parameter."""
     config = ModelConfig.from_hf_dict(variant_configs()[name].to_dict())
     from flax import nnx
 
     mesh = AbstractMesh((2, 4), ("data", "model"))
-    state = nnx.state(abstract_model(config))
-    param_shardings(state, config.family, mesh)  # raises if a parameter has no rule
+    params = nnx.to_flat_state(nnx.state(abstract_model(config)))
+    assert params
+    for path, value in params:  # param_sharding raises if a parameter has no rule
+        shape = value.get_value().shape
+        sharding = param_sharding(path_str(path), shape, config.family, mesh)
+        assert sharding.mesh == mesh and len(sharding.spec) <= len(shape), path
     assert config.family in FAMILIES
 
 

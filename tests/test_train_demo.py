@@ -88,44 +88,123 @@ def _paired_r2_difference(rs, level=0.95):
     return np.percentile(diff, [50 * (1 - level), 100 - 50 * (1 - level)])
 
 
-def test_findings_are_computed_from_the_numbers_and_follow_the_intervals(demo):
-    """Each sentence of "What it found" states what the numbers say: the R^2 of each law, the slopes,
-    the EE share at both ends; and a finding only where its interval excludes the opposite: "EE's
-    law is tighter" only if the paired bootstrap interval of R^2(EE) - R^2(CE) (recomputed here
-    from the replicates with np.polyfit) lies above zero and every leave-one-model-out fit agrees;
-    "CE falls at every rung" only if every rung's paired interval lies below zero."""
-    text = (demo / "report.md").read_text()
-    found = text.split("## What it found")[1].split("## Recipe")[0]
+def _np_ols_interval(n, m, level=0.95):
+    """The t-interval of the least-squares slope of log|m| on log n (scipy's t quantile)."""
+    from scipy import stats
+
+    x, y = np.log(np.asarray(n, float)), np.log(np.abs(np.asarray(m, float)))
+    slope, intercept = np.polyfit(x, y, 1)
+    resid = y - (intercept + slope * x)
+    se = np.sqrt(np.sum(resid ** 2) / (len(x) - 2) / np.sum((x - x.mean()) ** 2))
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 2) * se
+    return slope - half, slope + half
+
+
+def test_findings_data_equal_an_independent_numpy_computation(demo):
+    """The findings of report.json, as data, equal what NumPy computes here from the result JSONs:
+    each law's R^2 and slope (np.polyfit) and the best law; R^2(EE) - R^2(CE) with its paired
+    bootstrap interval (percentiles over the replicates) and leave-one-model-out range, and the
+    verdict that follows (+1 only when both lie above zero, -1 only when both lie below, else 0);
+    every rung's CE change with its paired interval and verdict, and "CE falls at every rung" only
+    if all of them fall; EE's share at both ends and its slope, the verdict following the OLS
+    t-interval (recomputed with scipy) and the bootstrap interval; SA and Conf at both ends."""
+    report = json.loads((demo / "report.json").read_text())
+    by_ds = {f["dataset"]: {g["kind"]: g for g in f["findings"]} for f in report["findings"]}
     for ds, rs in load_results(demo).items():
-        mine = found.split(f"On {ds}")[1].split("\n- On ")[0]
+        found = by_ds[ds]
         n = [r["n_params_non_embedding"] for r in rs]
         fit = {k: np_fit(n, [r[k] for r in rs]) for k in ("ce", "ee", "sa", "conf")}
-        for k in fit:
-            assert f"{NAMES[k]} {fit[k][1]:.4f} (boot" in mine
-        best = max(fit, key=lambda k: fit[k][1])
-        assert f"the highest is {NAMES[best]}'s" in mine
-        assert f"CE {fit['ce'][0]:+.4f} +- " in mine and f"EE {fit['ee'][0]:+.4f} +- " in mine
-        share = [r["ee"] / r["ce"] for r in rs]
-        assert f"{share[0]:.3f} for the smallest model, {share[-1]:.3f} for the largest" in mine
+        for k, (slope, r2) in fit.items():
+            assert found["r2"]["values"]["laws"][k]["r2"] == pytest.approx(r2, abs=FIT_TWO_ROUTES_WIDE_ABS)
+            assert found["slopes"]["values"]["laws"][k]["slope"] == pytest.approx(slope, abs=FIT_TWO_ROUTES_WIDE_ABS)
+        assert found["r2"]["values"]["best"] == max(fit, key=lambda k: fit[k][1])
+        assert found["slopes"]["values"]["abs_delta_ee_ce"] == pytest.approx(
+            abs(fit["ee"][0] - fit["ce"][0]), abs=FIT_TWO_ROUTES_WIDE_ABS)
+
+        tighter = found["ee_tighter"]
         lo, hi = _paired_r2_difference(rs)
-        assert f"[{lo:+.4f}, {hi:+.4f}]" in mine
         loo = []
         for i in range(len(rs)):
-            keep = [j for j in range(len(rs)) if j != i]
-            sub = [rs[j] for j in keep]
+            sub = [r for j, r in enumerate(rs) if j != i]
             m = [r["n_params_non_embedding"] for r in sub]
             loo.append(np_fit(m, [r["ee"] for r in sub])[1] - np_fit(m, [r["ce"] for r in sub])[1])
-        if lo > 0 and min(loo) > 0:
-            assert "EE's law is tighter than CE's" in mine
-        elif hi < 0 and max(loo) < 0:
-            assert "CE's law is tighter than EE's" in mine
-        else:
-            assert "The data do not resolve whether EE's law is tighter than CE's" in mine
+        x = tighter["values"]
+        assert x["estimate"] == pytest.approx(fit["ee"][1] - fit["ce"][1], abs=FIT_TWO_ROUTES_WIDE_ABS)
+        assert x["boot"] == pytest.approx([lo, hi], abs=FIT_TWO_ROUTES_WIDE_ABS)
+        assert x["loo"] == pytest.approx([min(loo), max(loo)], abs=FIT_TWO_ROUTES_WIDE_ABS)
+        assert tighter["verdict"] == (1 if lo > 0 and min(loo) > 0 else -1 if hi < 0 and max(loo) < 0 else 0)
+
         ce_reps = np.array([r["intervals"]["replicates_values"]["ce"] for r in rs], float)
         ok = np.isfinite(ce_reps).all(axis=0)
-        every_rung_falls = all(np.percentile(ce_reps[i + 1, ok] - ce_reps[i, ok], 97.5) < 0 for i in range(len(rs) - 1))
-        assert ("CE falls at every rung" in mine) == every_rung_falls
-        assert "One training run per rung (--seeds 1)" in mine
+        rungs = found["ce_rungs"]["values"]["rungs"]
+        assert len(rungs) == len(rs) - 1
+        for i, rung in enumerate(rungs):
+            d_lo, d_hi = np.percentile(ce_reps[i + 1, ok] - ce_reps[i, ok], [2.5, 97.5])
+            assert (rung["from"], rung["to"]) == (n[i], n[i + 1])
+            assert rung["change"] == pytest.approx(rs[i + 1]["ce"] - rs[i]["ce"], abs=F64_IDENTITY_ABS)
+            assert [rung["lo"], rung["hi"]] == pytest.approx([d_lo, d_hi], abs=FIT_TWO_ROUTES_WIDE_ABS)
+            assert rung["verdict"] == (-1 if d_hi < 0 else 1 if d_lo > 0 else 0)
+        assert (found["ce_rungs"]["verdict"] == -1) == all(r["verdict"] == -1 for r in rungs)
+
+        trend = found["ee_share_trend"]
+        share = [r["ee"] / r["ce"] for r in rs]
+        s_lo, s_hi = _np_ols_interval(n, share)
+        b_lo, b_hi = trend["values"]["boot"]
+        assert trend["values"]["first"] == pytest.approx(share[0], abs=F64_IDENTITY_ABS)
+        assert trend["values"]["last"] == pytest.approx(share[-1], abs=F64_IDENTITY_ABS)
+        assert trend["values"]["slope"] == pytest.approx(np_fit(n, share)[0], abs=FIT_TWO_ROUTES_WIDE_ABS)
+        assert trend["values"]["ols"] == pytest.approx([s_lo, s_hi], abs=FIT_TWO_ROUTES_WIDE_ABS)
+        assert trend["verdict"] == (-1 if s_hi < 0 and b_hi < 0 else 1 if s_lo > 0 and b_lo > 0 else 0)
+        assert found["sa_conf"]["values"] == {"sa": [rs[0]["sa"], rs[-1]["sa"]],
+                                              "conf": [rs[0]["conf"], rs[-1]["conf"]]}
+        assert found["seeds"]["values"] == {"seeds": 1, "spread": None}
+
+
+def test_report_lists_the_rendered_findings(demo):
+    """"What it found" in report.md is, line by line, ``report.render`` of the Finding records
+    that report.json holds (the words come from the data and nowhere else)."""
+    from rce_jax.train.report import Finding, render
+
+    text = (demo / "report.md").read_text()
+    found = text.split("## What it found\n\n")[1].split("\n\n## Recipe")[0].splitlines()
+    report = json.loads((demo / "report.json").read_text())
+    rendered = [render(Finding(**g)) for f in report["findings"] for g in f["findings"]]
+    assert found == [f"- {s}" for s in rendered]
+    assert [s for f in report["findings"] for s in f["sentences"]] == rendered
+
+
+def test_render_words_each_verdict():
+    """``render`` states a finding only as its verdict says: the same numbers read "tighter, as
+    the paper reports" (+1), "unlike the paper" (-1) or "do not resolve ... (why)" (0); a rung
+    that rises or is open is named as such; seed agreement appears only with several seeds."""
+    from rce_jax.train.report import Finding, render
+
+    nums = {"compared": True, "estimate": 0.0123, "boot": [0.0011, 0.0234], "loo": [0.0005, 0.03],
+            "seeds": 1, "agree": 1}
+    tail = ("R^2(EE) - R^2(CE) = +0.0123, 95% paired bootstrap [+0.0011, +0.0234], "
+            "leave-one-model-out [+0.0005, +0.0300]")
+    assert render(Finding("ee_tighter", "code", 1, {**nums, "unresolved_because": None})) == (
+        f"EE's law is tighter than CE's on code, as the paper reports: {tail}.")
+    assert render(Finding("ee_tighter", "code", -1, {**nums, "unresolved_because": None})) == (
+        f"CE's law is tighter than EE's on code, unlike the paper: {tail}.")
+    assert render(Finding("ee_tighter", "code", 0, {**nums, "seeds": 3, "agree": 2,
+                                                    "unresolved_because": "the seeds disagree"})) == (
+        "The data do not resolve whether EE's law is tighter than CE's on code (the seeds disagree): "
+        f"{tail}; resolved the same way in 2 of 3 seeds.")
+    rungs = [{"from": 100, "to": 2000, "change": -0.5, "lo": -0.6, "hi": -0.4, "verdict": -1},
+             {"from": 2000, "to": 30000, "change": 0.01, "lo": -0.02, "hi": 0.04, "verdict": 0},
+             {"from": 30000, "to": 400000, "change": 0.2, "lo": 0.1, "hi": 0.3, "verdict": 1}]
+    x = {"seeds": 1, "first": {"n": 100, "ce": 5.0}, "last": {"n": 400000, "ce": 4.71}, "rungs": rungs}
+    assert render(Finding("ce_rungs", "code", 0, x)) == (
+        "CE does not fall at every rung with resolved intervals: CE rises (resolved) at "
+        "N = 30,000 -> 400,000; the data do not resolve whether CE falls at N = 2,000 -> 30,000. "
+        "Changes with paired 95% intervals: N = 100 -> 2,000: -0.5000 [-0.6000, -0.4000]; "
+        "N = 2,000 -> 30,000: +0.0100 [-0.0200, +0.0400]; N = 30,000 -> 400,000: +0.2000 [+0.1000, +0.3000].")
+    assert render(Finding("ce_rungs", "code", -1, {**x, "rungs": rungs[:1]})).startswith(
+        "CE falls at every rung of the ladder, from 5.0000 (N = 100) to 4.7100 (N = 400,000); every "
+        "paired 95% interval of the change lies below zero: N = 100 -> 2,000")
+    with pytest.raises(ValueError, match="unknown finding kind 'nope'"):
+        render(Finding("nope", "code", None, {}))
 
 
 def test_figures_recipe_and_ladder_table(demo):

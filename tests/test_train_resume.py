@@ -7,9 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from safetensors.numpy import load_file
-from train_helpers import HERE, run_python, tiny_config_dict
+from train_helpers import HERE, TIMING_KEYS, run_python, tiny_config_dict, without_timing
 
-from rce_jax.train.checkpoint import TIMING_KEYS, MetricsLog, without_timing
+from rce_jax.train.checkpoint import MetricsLog
 
 WORKER = f"{HERE}/train_worker.py"
 KILL_AT = 13  # checkpoints every 5 steps: the kill leaves steps 11..13 (or 6..13) to redo

@@ -14,6 +14,14 @@ ROOT = os.path.dirname(HERE)
 ADJ = "red green blue small large quick lazy old new bright".split()
 NOUN = "cat dog tree river model token tensor graph kernel stone".split()
 VERB = "sees likes moves finds keeps holds builds reads".split()
+# The wall-clock fields of a training metrics row (rce_jax/train/loop.py): the only ones an
+# interrupted and resumed run may differ in.
+TIMING_KEYS = ("tokens_per_s", "elapsed_s")
+
+
+def without_timing(row: dict) -> dict:
+    """A metrics row without its wall-clock fields (what must match across a resume)."""
+    return {k: v for k, v in row.items() if k not in TIMING_KEYS}
 
 
 def write_corpus(path, n_docs: int, seed: int) -> list[str]:

@@ -1,6 +1,7 @@
 """Token-statistics kernels for rce-jax: rank of the target and log-softmax in one pass.
 
-Importable on its own (needs only JAX). ``reference`` holds the pure-JAX implementations that
+Importable on its own (needs only JAX and chex, whose trace-time shape and dtype checks guard
+the entry points). ``reference`` holds the pure-JAX implementations that
 the Pallas kernels must match; ``support`` declares what each implementation takes; ``dispatch`` plans, runs and reports
 which one ran; ``fold`` is the one tile update of them all; ``mesh`` runs them per shard of a
 device mesh; ``fused`` and

@@ -3,6 +3,7 @@ installed. They run on CUDA when JAX runs on a GPU and torch sees one, else on t
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import time
 
@@ -10,11 +11,8 @@ import numpy as np
 
 
 def available() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether torch is installed (found without importing it)."""
+    return importlib.util.find_spec("torch") is not None
 
 
 def _token_stats(z, y):

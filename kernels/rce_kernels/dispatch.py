@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 
+import chex
 import jax.numpy as jnp
 
 from .fused import fused_token_stats_xla
@@ -114,9 +115,39 @@ def _announce(plan: KernelPlan) -> None:
                       stacklevel=3)
 
 
+def check_token_stats_args(logits_TxV, targets_T) -> None:
+    """The materialised entry's contract: floating logits [T, V], integer targets [T]. chex
+    checks shapes and dtypes when the call is traced (nothing in the compiled program) and
+    raises ValueError naming the arrays."""
+    what = dict(exception_type=ValueError)
+    chex.assert_rank([logits_TxV, targets_T], [2, 1], custom_message="logits_TxV [T, V], targets_T [T]", **what)
+    chex.assert_type([logits_TxV, targets_T], [float, int],
+                     custom_message="logits_TxV floating point, targets_T integers", **what)
+    chex.assert_equal_shape_prefix([logits_TxV, targets_T], 1,
+                                   custom_message="T of logits_TxV [T, V] and targets_T [T]", **what)
+
+
+def check_fused_token_stats_args(hidden_TxD, head_VxD, targets_T, bias_V=None) -> None:
+    """The fused entry's contract: floating hidden [T, D] and head [V, D], integer targets [T],
+    floating bias [V] if any (chex, at trace time; ValueError naming the arrays)."""
+    what = dict(exception_type=ValueError)
+    chex.assert_rank([hidden_TxD, head_VxD, targets_T], [2, 2, 1],
+                     custom_message="hidden_TxD [T, D], head_VxD [V, D], targets_T [T]", **what)
+    chex.assert_type([hidden_TxD, head_VxD, targets_T], [float, float, int],
+                     custom_message="hidden_TxD and head_VxD floating point, targets_T integers", **what)
+    chex.assert_equal_shape_prefix([hidden_TxD, targets_T], 1,
+                                   custom_message="T of hidden_TxD [T, D] and targets_T [T]", **what)
+    chex.assert_equal_shape_suffix([hidden_TxD, head_VxD], 1,
+                                   custom_message="D of hidden_TxD [T, D] and head_VxD [V, D]", **what)
+    if bias_V is not None:
+        chex.assert_shape(bias_V, head_VxD.shape[:1], custom_message="bias_V [V] of head_VxD [V, D]", **what)
+        chex.assert_type(bias_V, float, custom_message="bias_V floating point", **what)
+
+
 def run_token_stats(logits_TxV, targets_T, *, vocab_limit=None, impl="auto"):
     """``(TokenStats, KernelPlan)`` of ``logits_TxV`` [T, V] against ``targets_T`` [T]
     (semantics: reference.py)."""
+    check_token_stats_args(logits_TxV, targets_T)
     T, V = logits_TxV.shape
     plan = plan_token_stats(logits_TxV.shape, logits_TxV.dtype, vocab_limit=vocab_limit,
                             impl=impl)
@@ -154,6 +185,7 @@ def run_fused_token_stats(hidden_TxD, head_VxD, targets_T, *, bias_V=None, vocab
     ``precision`` (a ``jax.lax.Precision``) applies to the XLA and TPU paths; the GPU kernel
     multiplies 16-bit operands on the tensor cores.
     """
+    check_fused_token_stats_args(hidden_TxD, head_VxD, targets_T, bias_V)
     plan = plan_fused_token_stats(hidden_TxD.shape, head_VxD.shape, hidden_TxD.dtype,
                                   head_VxD.dtype, vocab_limit=vocab_limit, impl=impl)
     _announce(plan)

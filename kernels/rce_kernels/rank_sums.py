@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -34,6 +35,11 @@ def batch_rank_sums(logp_T, rank_T, ties_T, mask_T, *, vocab_size: int) -> Batch
     rank that does not fit ``vocab_size``) or have ``logp = -inf`` are left out of the sums and
     counted in ``n_invalid`` / ``n_neginf`` so that the host can refuse them with a clear error.
     """
+    chex.assert_rank(logp_T, 1, custom_message="logp_T [T]", exception_type=ValueError)
+    chex.assert_equal_shape([logp_T, rank_T, ties_T, mask_T], exception_type=ValueError,
+                            custom_message="logp_T, rank_T, ties_T and mask_T, all [T]")
+    chex.assert_type([logp_T, rank_T, ties_T], [float, int, int], exception_type=ValueError,
+                     custom_message="logp_T floating point, rank_T and ties_T integers")
     mask_T = mask_T.astype(bool)
     invalid = mask_T & ((rank_T < 0) | (rank_T >= vocab_size))
     neginf = mask_T & ~invalid & (logp_T == -jnp.inf)

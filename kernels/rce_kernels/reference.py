@@ -32,7 +32,8 @@ from jax import lax
 from .fold import fold_tile, init_carry
 
 # Vocabulary columns per step of the streaming pass. The pass never holds more than a
-# [T, DEFAULT_CHUNK] float32 block of upcast logits; see BUILD_NOTES.md for measured peaks.
+# [T, DEFAULT_CHUNK] float32 block of upcast logits; measured peaks in
+# docs/measurements.md#scratch-memory-of-the-pure-jax-paths.
 DEFAULT_CHUNK = 4096
 
 
@@ -89,8 +90,9 @@ def as_sliceable(logits):
     XLA's CPU backend rewrites bf16 data movement to float32 over whole arrays and hoists that
     conversion of the loop-invariant logits out of the loop, building exactly the full-size
     float32 copy that streaming exists to avoid. Integer bits are left alone (on CPU the bit
-    view costs one bf16-sized copy; see BUILD_NOTES.md), and ``upcast`` turns each sliced block
-    into float32 exactly: a bf16 value is the top half of its float32.
+    view costs one bf16-sized copy, docs/measurements.md#scratch-memory-of-the-pure-jax-paths),
+    and ``upcast`` turns each sliced block into float32 exactly: a bf16 value is the top half of
+    its float32.
     """
     if logits.dtype == jnp.bfloat16:
         return lax.bitcast_convert_type(logits, jnp.uint16)

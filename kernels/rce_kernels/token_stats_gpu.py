@@ -6,7 +6,7 @@ and folds each tile into the row statistics with ``fold.fold_tile`` (the same up
 pure-JAX reference; counts in float32), against the target logit, which XLA gathered beforehand
 (exact: it is read from the row), and the target column (never counted against itself). The shared epilogue ``reference.finalize`` turns these into ``(logp, rank, ties)``.
 
-Why Mosaic GPU and not Triton: see BUILD_NOTES.md, kernels section (Triton lowering is deprecated in JAX 0.11
+Why Mosaic GPU and not Triton: docs/decisions.md#kernels (Triton lowering is deprecated in JAX 0.11
 and Mosaic GPU is its default Pallas GPU backend; TMA + mbarrier pipelining is Hopper's way to
 stream at full bandwidth).
 

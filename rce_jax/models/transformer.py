@@ -12,7 +12,7 @@ Parameter tree (paths used by the weight maps and the sharding rules):
   unembed                    [V, E]   the LM head when the embeddings are untied
 
 Use under jit: `forward_hidden(graphdef, state, ids)` / `forward_logits(...)` below, or
-`nnx.merge(graphdef, state)` inside your own jitted function (see BUILD_NOTES.md, models section).
+`nnx.merge(graphdef, state)` inside your own jitted function (docs/usage.md#multi-host shows the split).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ run killed mid-save leaves the previous checkpoint as the latest. On restart the
 checkpoint is restored straight into the state's shardings and the metrics log is cut back to
 the rows of the steps it covers (a row after it describes steps that will be recomputed), so
 the log of an interrupted and resumed run equals that of an uninterrupted one row for row
-(wall-clock fields excepted: ``TIMING_KEYS``).
+(wall-clock fields excepted: ``tokens_per_s`` and ``elapsed_s``).
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ import jax
 import orbax.checkpoint as ocp
 
 from ..io import write_text
-
-TIMING_KEYS = ("tokens_per_s", "elapsed_s")
-
 
 class Checkpoints:
     """The run's orbax checkpoints: ``state`` (the train-state pytree) and ``meta`` (JSON)."""
@@ -86,8 +83,3 @@ class MetricsLog:
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
             f.flush()
-
-
-def without_timing(row: dict) -> dict:
-    """A metrics row without its wall-clock fields (what must match across a resume)."""
-    return {k: v for k, v in row.items() if k not in TIMING_KEYS}

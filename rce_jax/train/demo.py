@@ -3,7 +3,7 @@
 ``DEMO``: six Llama-style models (3.4e3 to 3.3e5 non-embedding parameters) trained on the
 embedded Python documentation and standard-library code with one recipe, evaluated on the
 held-out prose and code, fitted and reported: about four minutes on two CPU cores, more on a
-busy machine (BUILD_NOTES.md has the measurements). ``QUICK``: five tiny models and a few
+busy machine (docs/measurements.md#wall-times has the measurements). ``QUICK``: five tiny models and a few
 steps, trained on the documentation only, evaluation cut at a few thousand tokens: the same
 report in under a minute, for CI.
 """

@@ -49,7 +49,7 @@ def _ladder(name: str, shapes) -> None:
     LADDERS[name] = tuple(names)
 
 
-# (width, layers, heads); non-embedding parameters are listed in BUILD_NOTES.md (trainer section) (measured).
+# (width, layers, heads); non-embedding parameters (measured) are in docs/measurements.md#the-demo-ladder.
 _ladder("quick", [(8, 1, 1), (16, 1, 2), (24, 2, 2), (32, 2, 2), (48, 2, 4)])
 _ladder("demo", [(16, 1, 2), (24, 1, 2), (32, 2, 2), (48, 2, 3), (64, 3, 4), (96, 3, 4)])
 _ladder("gpu", [(128, 2, 2), (256, 4, 4), (384, 6, 6), (512, 8, 8), (768, 12, 12),

@@ -6,10 +6,13 @@ falling, CE falling or not at a rung) is stated only when its interval excludes 
 the paired document-bootstrap interval excludes zero, the leave-one-model-out fits agree (for
 comparisons of fits) and, with several seeds, the same holds in every seed. Otherwise the
 sentence says that the data do not resolve it, with the numbers. Nothing is written in advance.
+Each finding is computed once as a ``Finding`` record (kind, verdict, the numbers; stored in
+report.json) and worded by ``render``, the one place findings become English.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -56,11 +59,9 @@ def _verdict(sign_per_seed: list[int]) -> int:
     return 0
 
 
-def _seed_note(n_seeds: int, signs: list[int]) -> str:
-    if n_seeds == 1:
-        return ""
-    agree = sum(1 for v in signs if v == signs[0] and v != 0)
-    return f"; resolved the same way in {agree} of {n_seeds} seeds"
+def _agree(signs: list[int]) -> int:
+    """How many seeds resolve the same sign as seed 0 (0 if seed 0 does not resolve one)."""
+    return sum(1 for v in signs if v == signs[0] and v != 0) if signs else 0
 
 
 def _rung_changes(models: list[dict], level: float) -> list[dict]:
@@ -90,10 +91,28 @@ def _slope_sign(row: dict) -> int:
     return 0
 
 
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One statement of "What it found", as data: which question (``kind``), the numbers it rests
+    on (``values``: estimates, intervals as ``[lo, hi]``, per-seed agreement) and the verdict:
+    +1 / -1 the sign resolved by every interval and every seed, 0 not resolved, None for a
+    statement that reports numbers without a verdict. ``render`` turns it into one sentence."""
+
+    kind: str  # one of KINDS
+    dataset: str
+    verdict: int | None
+    values: dict
+
+
+KINDS = ("r2", "slopes", "ee_tighter", "ee_slope_closest", "ce_rungs", "ee_share_trend", "sa_conf",
+         "irreducible", "seeds")
+
+
 def dataset_findings(dataset: str, models: list[dict], fits: dict, irreducible: dict | None,
                      comparisons: dict | None = None, seeds: list[dict] | None = None) -> dict:
-    """Computed statements about one dataset (``models``: scaling rows sorted by N; ``seeds``:
-    the same dataset's ``{models, fits, comparisons}`` of seeds 1.. of the ladder)."""
+    """The findings about one dataset (``models``: scaling rows sorted by N; ``seeds``: the same
+    dataset's ``{models, fits, comparisons}`` of seeds 1.. of the ladder): ``findings`` (Finding
+    records as dicts), their ``sentences`` (``render``) and a summary of the verdicts."""
     comparisons = comparisons or {}
     every = [{"models": models, "fits": fits, "comparisons": comparisons}] + list(seeds or [])
     K = len(every)
@@ -102,19 +121,16 @@ def dataset_findings(dataset: str, models: list[dict], fits: dict, irreducible: 
     r2 = {k: fits[k]["r2"] for k in LAWS if k in fits}
     slope = {k: fits[k]["slope"] for k in (*LAWS, "ee_share") if k in fits}
     best = max(r2, key=r2.get)
-    s = []
+    out = []
 
-    def r2_text(k):
-        f = fits[k]
-        return (f"{NAMES[k]} {f['r2']:.4f} (boot {_iv(f['boot_r2_lo'], f['boot_r2_hi'])}, "
-                f"LOO {_iv(f['loo_r2_min'], f['loo_r2_max'])})")
+    def add(kind, verdict, **values):
+        out.append(Finding(kind, dataset, verdict, values))
 
-    s.append(f"On {dataset}, R^2 of the power laws ({PCT} intervals): " + "; ".join(r2_text(k) for k in LAWS)
-             + f"; the highest is {NAMES[best]}'s.")
-    s.append("Fitted slopes alpha of log|M| against log N, +- the OLS half-width: "
-             + ", ".join(f"{NAMES[k]} {slope[k]:+.4f} +- {fits[k]['slope_hi'] - slope[k]:.4f}"
-                         if math.isfinite(fits[k]["slope_hi"]) else f"{NAMES[k]} {slope[k]:+.4f}" for k in LAWS)
-             + f"; |Delta| of EE vs CE = {abs(slope['ee'] - slope['ce']):.4f}.")
+    add("r2", None, best=best, laws={
+        k: {"r2": fits[k]["r2"], "boot": [fits[k]["boot_r2_lo"], fits[k]["boot_r2_hi"]],
+            "loo": [fits[k]["loo_r2_min"], fits[k]["loo_r2_max"]]} for k in LAWS})
+    add("slopes", None, abs_delta_ee_ce=abs(slope["ee"] - slope["ce"]), laws={
+        k: {"slope": slope[k], "ols": [fits[k]["slope_lo"], fits[k]["slope_hi"]]} for k in LAWS})
 
     # EE's law tighter than CE's (the paper's central observation).
     key = "R^2(ee) - R^2(ce)"
@@ -122,98 +138,146 @@ def dataset_findings(dataset: str, models: list[dict], fits: dict, irreducible: 
     signs = [e["comparisons"].get(key, {}).get("sign", 0) for e in every]
     v = _verdict(signs)
     if c is None:
-        s.append("EE's and CE's laws were not compared (a metric was not fitted).")
+        add("ee_tighter", None, compared=False)
         tighter = None
     else:
-        nums = (f"R^2(EE) - R^2(CE) = {c['estimate']:+.4f}, {PCT} paired bootstrap {_iv(c['boot_lo'], c['boot_hi'])}, "
-                f"leave-one-model-out {_iv(c['loo_min'], c['loo_max'])}{_seed_note(K, signs)}")
-        if v > 0:
-            s.append(f"EE's law is tighter than CE's on {dataset}, as the paper reports: {nums}.")
-        elif v < 0:
-            s.append(f"CE's law is tighter than EE's on {dataset}, unlike the paper: {nums}.")
-        else:
-            why = c["unresolved_because"] or "the seeds disagree"
-            s.append(f"The data do not resolve whether EE's law is tighter than CE's on {dataset} "
-                     f"({why}): {nums}.")
+        add("ee_tighter", v, compared=True, estimate=c["estimate"], boot=[c["boot_lo"], c["boot_hi"]],
+            loo=[c["loo_min"], c["loo_max"]], seeds=K, agree=_agree(signs),
+            unresolved_because=None if v else (c["unresolved_because"] or "the seeds disagree"))
         tighter = {1: True, -1: False, 0: None}[v]
 
-    # |Delta| smallest for EE.
-    closer = []
+    # |Delta| smallest for EE: |Delta(EE)| - |Delta(M)| < 0 means EE's slope is closer to CE's.
+    against = []
     for k in ("sa", "conf"):
         key = f"|Delta(ee)| - |Delta({k})|"
         if key not in comparisons:
             continue
         c = comparisons[key]
         signs = [e["comparisons"].get(key, {}).get("sign", 0) for e in every]
-        v = _verdict(signs)
-        state = {-1: f"closer to CE's than {NAMES[k]}'s", 1: f"farther from CE's than {NAMES[k]}'s",
-                 0: f"not resolved against {NAMES[k]}'s"}[v]
-        closer.append(f"{state} ({c['estimate']:+.4f}, boot {_iv(c['boot_lo'], c['boot_hi'])}, "
-                      f"LOO {_iv(c['loo_min'], c['loo_max'])}{_seed_note(K, signs)})")
-    if closer:
-        s.append("EE's slope is " + "; ".join(closer) + ".")
+        against.append({"metric": k, "verdict": _verdict(signs), "estimate": c["estimate"],
+                        "boot": [c["boot_lo"], c["boot_hi"]], "loo": [c["loo_min"], c["loo_max"]],
+                        "agree": _agree(signs)})
+    if against:
+        add("ee_slope_closest", None, seeds=K, against=against)
 
     # CE at every rung.
     per_seed = [_rung_changes(e["models"], LEVEL) for e in every]
     rungs = per_seed[0]
     agreed = [_verdict([ps[i]["sign"] for ps in per_seed]) for i in range(len(rungs))]
-    detail = "; ".join(f"N = {r['from']:,} -> {r['to']:,}: {r['change']:+.4f} {_iv(r['lo'], r['hi'])}" for r in rungs)
-    if all(v == -1 for v in agreed):
-        s.append(f"CE falls at every rung of the ladder, from {models[0]['ce']:.4f} (N = {n[0]:,}) to "
-                 f"{models[-1]['ce']:.4f} (N = {n[-1]:,}); every paired {PCT} interval of the change lies "
-                 f"below zero{' in every seed' if K > 1 else ''}: {detail}.")
-    else:
-        rises = [r for r, v in zip(rungs, agreed) if v == 1]
-        open_ = [r for r, v in zip(rungs, agreed) if v == 0]
-        parts = []
-        if rises:
-            parts.append("CE rises (resolved) at " + ", ".join(f"N = {r['from']:,} -> {r['to']:,}" for r in rises))
-        if open_:
-            parts.append("the data do not resolve whether CE falls at " + ", ".join(
-                f"N = {r['from']:,} -> {r['to']:,}" for r in open_))
-        s.append("CE does not fall at every rung with resolved intervals: " + "; ".join(parts)
-                 + f". Changes with paired {PCT} intervals: {detail}.")
+    add("ce_rungs", -1 if all(v == -1 for v in agreed) else 0, seeds=K,
+        first={"n": n[0], "ce": models[0]["ce"]}, last={"n": n[-1], "ce": models[-1]["ce"]},
+        rungs=[{k: r[k] for k in ("from", "to", "change", "lo", "hi")} | {"verdict": v}
+               for r, v in zip(rungs, agreed)])
 
     # EE's share with size.
     f = fits["ee_share"]
     signs = [_slope_sign(e["fits"]["ee_share"]) for e in every if "ee_share" in e["fits"]]
     v = _verdict(signs)
-    nums = (f"log-log slope {f['slope']:+.4f}, OLS {_iv(f['slope_lo'], f['slope_hi'])}, boot "
-            f"{_iv(f['boot_slope_lo'], f['boot_slope_hi'])}{_seed_note(K, signs)}; {share[0]:.3f} for the "
-            f"smallest model, {share[-1]:.3f} for the largest")
-    if v < 0:
-        s.append(f"EE's share of CE falls with size ({nums}).")
-    elif v > 0:
-        s.append(f"EE's share of CE rises with size ({nums}).")
-    else:
-        s.append(f"The data do not resolve whether EE's share of CE falls with size ({nums}).")
+    add("ee_share_trend", v, slope=f["slope"], ols=[f["slope_lo"], f["slope_hi"]],
+        boot=[f["boot_slope_lo"], f["boot_slope_hi"]], seeds=K, agree=_agree(signs),
+        first=share[0], last=share[-1])
     share_trend = {-1: "falls", 1: "rises", 0: "unresolved"}[v]
 
-    sa, conf = [m["sa"] for m in models], [m["conf"] for m in models]
-    s.append(f"SA goes from {sa[0]:.4f} to {sa[-1]:.4f} and Conf from {conf[0]:.4f} to {conf[-1]:.4f} "
-             f"between the smallest and the largest model.")
+    add("sa_conf", None, sa=[models[0]["sa"], models[-1]["sa"]],
+        conf=[models[0]["conf"], models[-1]["conf"]])
     if irreducible and irreducible.get("fitted"):
-        s.append(f"With an irreducible term, CE = A N^-alpha + E fits with alpha = {irreducible['alpha']:.4f} "
-                 f"(LOO {_iv(irreducible['loo_alpha_min'], irreducible['loo_alpha_max'])}), E = "
-                 f"{irreducible['E']:.4f} (LOO {_iv(irreducible['loo_E_min'], irreducible['loo_E_max'])}), "
-                 f"R^2 = {irreducible['r2']:.4f}.")
+        add("irreducible", None, fitted=True, alpha=irreducible["alpha"],
+            loo_alpha=[irreducible["loo_alpha_min"], irreducible["loo_alpha_max"]], E=irreducible["E"],
+            loo_E=[irreducible["loo_E_min"], irreducible["loo_E_max"]], r2=irreducible["r2"])
     elif irreducible:
-        s.append(f"CE = A N^-alpha + E was not fitted: {irreducible['reason']}.")
+        add("irreducible", None, fitted=False, reason=irreducible["reason"])
     spread = seed_spread(every) if K > 1 else None
-    if K > 1:
-        s.append(f"Across {K} seeds (initialisation and data order), "
-                 + "; ".join(f"alpha({NAMES[k]}) {spread[k]['slope_mean']:+.4f} +- {spread[k]['slope_sd']:.4f} "
-                             f"(sd), R^2({NAMES[k]}) {spread[k]['r2_mean']:.4f} +- {spread[k]['r2_sd']:.4f}"
-                             for k in ("ce", "ee"))
-                 + f"; CE of the largest model {spread['largest_ce_mean']:.4f} +- {spread['largest_ce_sd']:.4f}.")
-    else:
-        s.append("One training run per rung (--seeds 1): the seed-to-seed spread is not measured here; "
-                 "`rce-jax demo --seeds K` measures it.")
+    add("seeds", None, seeds=K, spread=None if spread is None else {
+        **{k: {q: spread[k][q] for q in ("slope_mean", "slope_sd", "r2_mean", "r2_sd")} for k in ("ce", "ee")},
+        "largest_ce_mean": spread["largest_ce_mean"], "largest_ce_sd": spread["largest_ce_sd"]})
     return {"dataset": dataset, "best_metric": best, "r2": r2, "slope": slope,
             "ce_rungs": [{k: r[k] for k in ("from", "to", "change", "lo", "hi")} | {"resolved_sign": v}
                          for r, v in zip(rungs, agreed)],
             "ee_share_trend": share_trend, "ee_share_first": share[0], "ee_share_last": share[-1],
-            "ee_tighter_than_ce": tighter, "seeds": K, "seed_spread": spread, "sentences": s}
+            "ee_tighter_than_ce": tighter, "seeds": K, "seed_spread": spread,
+            "findings": [dataclasses.asdict(f) for f in out], "sentences": [render(f) for f in out]}
+
+
+def render(f: Finding) -> str:
+    """The English sentence of one finding (the only place findings become words)."""
+    x, ds = f.values, f.dataset
+
+    def seeds_note():
+        return "" if x["seeds"] == 1 else f"; resolved the same way in {x['agree']} of {x['seeds']} seeds"
+
+    def rung(r):
+        return f"N = {r['from']:,} -> {r['to']:,}"
+
+    if f.kind == "r2":
+        laws = "; ".join(f"{NAMES[k]} {v['r2']:.4f} (boot {_iv(*v['boot'])}, LOO {_iv(*v['loo'])})"
+                         for k, v in x["laws"].items())
+        return f"On {ds}, R^2 of the power laws ({PCT} intervals): {laws}; the highest is {NAMES[x['best']]}'s."
+    if f.kind == "slopes":
+        laws = ", ".join(f"{NAMES[k]} {v['slope']:+.4f} +- {v['ols'][1] - v['slope']:.4f}"
+                         if math.isfinite(v["ols"][1]) else f"{NAMES[k]} {v['slope']:+.4f}"
+                         for k, v in x["laws"].items())
+        return (f"Fitted slopes alpha of log|M| against log N, +- the OLS half-width: {laws}; "
+                f"|Delta| of EE vs CE = {x['abs_delta_ee_ce']:.4f}.")
+    if f.kind == "ee_tighter":
+        if not x["compared"]:
+            return "EE's and CE's laws were not compared (a metric was not fitted)."
+        nums = (f"R^2(EE) - R^2(CE) = {x['estimate']:+.4f}, {PCT} paired bootstrap {_iv(*x['boot'])}, "
+                f"leave-one-model-out {_iv(*x['loo'])}{seeds_note()}")
+        if f.verdict > 0:
+            return f"EE's law is tighter than CE's on {ds}, as the paper reports: {nums}."
+        if f.verdict < 0:
+            return f"CE's law is tighter than EE's on {ds}, unlike the paper: {nums}."
+        return (f"The data do not resolve whether EE's law is tighter than CE's on {ds} "
+                f"({x['unresolved_because']}): {nums}.")
+    if f.kind == "ee_slope_closest":
+        parts = []
+        for a in x["against"]:
+            name = NAMES[a["metric"]]
+            state = {-1: f"closer to CE's than {name}'s", 1: f"farther from CE's than {name}'s",
+                     0: f"not resolved against {name}'s"}[a["verdict"]]
+            note = "" if x["seeds"] == 1 else f"; resolved the same way in {a['agree']} of {x['seeds']} seeds"
+            parts.append(f"{state} ({a['estimate']:+.4f}, boot {_iv(*a['boot'])}, LOO {_iv(*a['loo'])}{note})")
+        return "EE's slope is " + "; ".join(parts) + "."
+    if f.kind == "ce_rungs":
+        detail = "; ".join(f"{rung(r)}: {r['change']:+.4f} {_iv(r['lo'], r['hi'])}" for r in x["rungs"])
+        if f.verdict == -1:
+            return (f"CE falls at every rung of the ladder, from {x['first']['ce']:.4f} (N = {x['first']['n']:,}) "
+                    f"to {x['last']['ce']:.4f} (N = {x['last']['n']:,}); every paired {PCT} interval of the "
+                    f"change lies below zero{' in every seed' if x['seeds'] > 1 else ''}: {detail}.")
+        rises = [rung(r) for r in x["rungs"] if r["verdict"] == 1]
+        open_ = [rung(r) for r in x["rungs"] if r["verdict"] == 0]
+        parts = ([f"CE rises (resolved) at {', '.join(rises)}"] if rises else []) + (
+            [f"the data do not resolve whether CE falls at {', '.join(open_)}"] if open_ else [])
+        return (f"CE does not fall at every rung with resolved intervals: {'; '.join(parts)}. "
+                f"Changes with paired {PCT} intervals: {detail}.")
+    if f.kind == "ee_share_trend":
+        nums = (f"log-log slope {x['slope']:+.4f}, OLS {_iv(*x['ols'])}, boot {_iv(*x['boot'])}{seeds_note()}; "
+                f"{x['first']:.3f} for the smallest model, {x['last']:.3f} for the largest")
+        if f.verdict < 0:
+            return f"EE's share of CE falls with size ({nums})."
+        if f.verdict > 0:
+            return f"EE's share of CE rises with size ({nums})."
+        return f"The data do not resolve whether EE's share of CE falls with size ({nums})."
+    if f.kind == "sa_conf":
+        return (f"SA goes from {x['sa'][0]:.4f} to {x['sa'][1]:.4f} and Conf from {x['conf'][0]:.4f} to "
+                f"{x['conf'][1]:.4f} between the smallest and the largest model.")
+    if f.kind == "irreducible":
+        if not x["fitted"]:
+            return f"CE = A N^-alpha + E was not fitted: {x['reason']}."
+        return (f"With an irreducible term, CE = A N^-alpha + E fits with alpha = {x['alpha']:.4f} "
+                f"(LOO {_iv(*x['loo_alpha'])}), E = {x['E']:.4f} (LOO {_iv(*x['loo_E'])}), "
+                f"R^2 = {x['r2']:.4f}.")
+    if f.kind == "seeds":
+        sp = x["spread"]
+        if sp is None:
+            return ("One training run per rung (--seeds 1): the seed-to-seed spread is not measured here; "
+                    "`rce-jax demo --seeds K` measures it.")
+        return (f"Across {x['seeds']} seeds (initialisation and data order), "
+                + "; ".join(f"alpha({NAMES[k]}) {sp[k]['slope_mean']:+.4f} +- {sp[k]['slope_sd']:.4f} "
+                            f"(sd), R^2({NAMES[k]}) {sp[k]['r2_mean']:.4f} +- {sp[k]['r2_sd']:.4f}"
+                            for k in ("ce", "ee"))
+                + f"; CE of the largest model {sp['largest_ce_mean']:.4f} +- {sp['largest_ce_sd']:.4f}.")
+    raise ValueError(f"unknown finding kind {f.kind!r}; one of {KINDS}")
 
 
 def seed_spread(every: list[dict]) -> dict:
