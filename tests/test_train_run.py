@@ -226,10 +226,10 @@ def test_logged_proxy_loss_is_numpys_on_the_first_batch(tmp_path):
     stream = TrainStream.from_corpora(config.data.train, tok, seq_len=config.context_length,
                                       seed=config.seed, cache_dir=config.data.cache_dir)
     batch = stream.batch(0, config.batch_size)
-    logits = np.asarray(compute_logits(model, jnp.asarray(batch["input_ids"]),
-                                       segment_ids_BxL=jnp.asarray(batch["segment_ids"])), np.float64)
-    scored = np.asarray(batch["loss_mask"])
-    z, y = logits[scored], np.asarray(batch["target_ids"])[scored]
+    logits = np.asarray(compute_logits(model, jnp.asarray(batch.input_ids),
+                                       segment_ids_BxL=jnp.asarray(batch.segment_ids)), np.float64)
+    scored = np.asarray(batch.score_mask)
+    z, y = logits[scored], np.asarray(batch.target_ids)[scored]
     ce = -np.mean(np_token_stats(z, y)[0])
     tol = LOSS_F32_ABS + 2 * LOGITS_TWO_ROUTES_ABS
     assert first["scored_tokens"] == int(scored.sum())

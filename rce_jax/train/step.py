@@ -6,8 +6,8 @@ VJP: the backward is cross-entropy's with a per-token weight). Either on materia
 never writing ``[T, V]``).
 
 Which path and token-statistics implementation ``auto`` picks (``resolve_loss``), measured
-with ``experiments/bench_train_step.py`` (BUILD_NOTES.md, trainer section): on CPU, materialised logits with
-``impl="naive"`` while the float32 ``[T, V]`` block fits in ``NAIVE_MAX_BYTES``: one fused
+with ``rce_jax.bench.train_step`` (docs/measurements.md#training-step-proxy-loss-vs-plain-ce):
+on CPU, materialised logits with ``impl="naive"`` while the float32 ``[T, V]`` block fits in ``NAIVE_MAX_BYTES``: one fused
 XLA pass computes log-sum-exp and both rank counts, whereas the streaming ``xla`` loop (built
 to bound memory on accelerators) runs slice by slice and was several times slower than
 optax's cross-entropy on CPU; above the limit, the fused head with the streaming loop (memory
