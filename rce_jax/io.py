@@ -135,6 +135,15 @@ def write_json(path, obj, *, sort_keys: bool = False) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, allow_nan=True) + "\n")
 
 
+def write_report(out_dir, stem: str, data, md_lines) -> str:
+    """A measurement's ``<stem>.json`` (``data``) and ``<stem>.md`` (``md_lines`` joined), both
+    written atomically into ``out_dir``; returns the Markdown text (for printing)."""
+    text = "\n".join(md_lines)
+    write_json(Path(out_dir) / f"{stem}.json", data)
+    write_text(Path(out_dir) / f"{stem}.md", text + "\n")
+    return text
+
+
 def read_json_files(paths) -> list[tuple[Path, object]]:
     """``[(file, parsed JSON)]`` for files and folders (the ``*.json`` directly inside a folder,
     sorted by name), in the order given; a missing path, an empty folder or a file that is not

@@ -28,7 +28,7 @@ import numpy as np
 from ..bootstrap import BootstrapStats
 from ..cli import run_script
 from ..evaluate import EvalConfig, evaluate
-from ..io import check_output_dir, write_json, write_text
+from ..io import check_output_dir, write_report
 from .models import build_model_dir
 
 
@@ -98,9 +98,7 @@ def main(argv=None) -> dict:
               "| replicates | tokens per batch | ms per batch |", "|---:|---:|---:|"]
     for f in fold:
         lines.append(f"| {f['replicates']} | {f['tokens_per_batch']:,} | {1e3 * f['s_per_batch']:.2f} |")
-    write_json(out / "bench_bootstrap.json", result)
-    write_text(out / "bench_bootstrap.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write_report(out, "bench_bootstrap", result, lines))
     return result
 
 

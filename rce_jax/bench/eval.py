@@ -39,7 +39,7 @@ from ..cli import run_script
 from ..data import load_corpus, plan_batches, tokenize_corpus
 from ..evaluate import EvalConfig, ScoreOptions, evaluate
 from ..evaluate.step import score_batch
-from ..io import check_output_dir, write_json, write_text
+from ..io import check_output_dir, write_report
 from ..models import forward_hidden, from_pretrained
 from ..stats import RankStats
 from ..sharding import shard_batch
@@ -187,9 +187,7 @@ def main(argv=None) -> dict:
                                               for k in ("ce", "ee", "sa", "conf")) + " |",
                "| abs. difference | " + " | ".join(f"{result['abs_diff'][k]:.2e}"
                                                   for k in ("ce", "ee", "sa", "conf")) + " |"]
-    write_json(out / "bench_eval.json", result)
-    write_text(out / "bench_eval.md", "\n".join(md) + "\n")
-    print("\n".join(md))
+    print(write_report(out, "bench_eval", result, md))
     return result
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import platform
 import statistics
 import time
@@ -27,7 +26,7 @@ import numpy as np
 from flax import nnx
 
 from ..cli import run_script
-from ..io import check_output_dir, write_json, write_text
+from ..io import check_output_dir, write_report
 from ..models import forward_hidden, forward_logits, init_model
 from .models import FULL, TINY, neox_config
 
@@ -127,9 +126,7 @@ def main(argv=None) -> None:
           f"attention {a.attention_impl}; {result['date']}.", "",
           "| implementation | device | median ms | tokens/s |", "|---|---|---|---|"]
     md += [f"| {n} | {d} | {m * 1e3:.2f} | {t:,.0f} |" for n, d, m, t in rows]
-    write_json(os.path.join(a.out, "bench_forward.json"), result)
-    write_text(os.path.join(a.out, "bench_forward.md"), "\n".join(md) + "\n")
-    print("\n".join(md))
+    print(write_report(a.out, "bench_forward", result, md))
 
 
 if __name__ == "__main__":

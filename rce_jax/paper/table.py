@@ -40,7 +40,7 @@ class Defaults:
     batch_size: int
     dtype: str
     max_tokens: int | None
-    n_key: str  # which parameter count is N in the fits (rce_jax.scaling.N_KEYS)
+    n_key: str  # which parameter count is N in the fits (rce_jax.report.N_KEYS)
 
     def __post_init__(self):
         require(self.n_key in N_KEYS, "n_key", f"must be one of {sorted(N_KEYS)}, got {self.n_key!r}")
