@@ -119,3 +119,33 @@ def test_links_between_docs_resolve():
             if not target.exists() or (anchor and anchor not in _anchors(target)):
                 broken.append(f"{src.name}: ({name}{'#' + anchor if anchor else ''})")
     assert broken == []
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether ``rce_jax.<dotted>`` (a module, then attributes) exists."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module("rce_jax." + ".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+    return False
+
+
+def test_result_fields_name_the_code_that_computes_them():
+    """docs/results.md names, for every field of a result file, where it is computed
+    (``module.function`` under rce_jax): each such name exists, so README -> docs/results.md ->
+    the function is two hops that do not break when code moves."""
+    rows = [ln for ln in _section(ROOT / "docs" / "results.md", "## Fields") if ln.startswith("| `")]
+    assert len(rows) >= 25
+    dotted = re.compile(r"^[a-z_]+(\.[A-Za-z_]\w*)+$")
+    names = [tok for row in rows for tok in TICKED.findall(row.split("|")[3]) if dotted.match(tok)]
+    assert len(names) >= 25
+    assert [n for n in names if not _resolves(n)] == []
