@@ -78,7 +78,7 @@ def project_weights(name: str, shape, seed: int) -> np.ndarray:
     """The float32 value of parameter ``name``: N(0, 0.1) for weight matrices and biases, 1 +
     N(0, 0.1) for norm scales; from a generator seeded by (seed, CRC-32 of the name)."""
     z = np.random.default_rng([seed, zlib.crc32(name.encode())]).standard_normal(tuple(shape))
-    is_norm = "norm" in name or "ln_" in name or name.startswith("ln_f")
+    is_norm = "norm" in name or "ln_" in name
     base = 1.0 if is_norm and name.endswith("weight") else 0.0
     return (base + 0.1 * z).astype(np.float32)
 
