@@ -45,14 +45,17 @@ def pytest_configure(config):
         config.option.hypothesis_seed = seed
 
 
-def pytest_report_header(config):
+def _seed_line() -> str:
     seed = session_seed()
     return f"rce-jax test seed: {seed} (replay: {SEED_VARIABLE}={seed})"
 
 
+def pytest_report_header(config):
+    return _seed_line()
+
+
 def pytest_terminal_summary(terminalreporter):
-    seed = session_seed()
-    terminalreporter.write_line(f"rce-jax test seed: {seed} (replay: {SEED_VARIABLE}={seed})")
+    terminalreporter.write_line(_seed_line())
 
 
 @pytest.fixture(autouse=True)
