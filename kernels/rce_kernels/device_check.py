@@ -233,13 +233,6 @@ def end_to_end(sizes: Sizes, out: Path):
     return main(argv)
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def report_markdown(result: dict) -> str:
     meta = result["meta"]
     lines = [f"# device_check: {meta['device']} ({meta['backend']}), JAX {meta['jax']}, "
@@ -330,8 +323,9 @@ def main(argv=None) -> int:
               "passed": not failed, "correctness": correctness, "performance": perf,
               "end_to_end": e2e}
     text = report_markdown(result)
-    _write(out / "device_check.json", json.dumps(result, indent=2, default=str) + "\n")
-    _write(out / "device_check.md", text)
+    bench.write_atomic(out / "device_check.json",
+                       json.dumps(result, indent=2, default=str) + "\n")
+    bench.write_atomic(out / "device_check.md", text)
     print(text, flush=True)
     if failed:
         print(f"device_check: CORRECTNESS FAILED in {len(failed)} case(s): "
