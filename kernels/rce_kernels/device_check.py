@@ -277,7 +277,8 @@ def main(argv=None) -> int:
     p.add_argument("--tiny", action="store_true", help="small shapes (the CPU test runs this)")
     p.add_argument("--budget-s", type=float, default=360.0,
                    help="start no section after this many seconds (default 360: the last, end "
-                        "to end, takes about 100 s on an H100; docs/kernels.md)")
+                        "to end, is estimated, not measured, at ~100 s on an H100; "
+                        "docs/kernels.md)")
     p.add_argument("--seed", type=int, help="input seed (default: fresh, recorded)")
     args = p.parse_args(argv)
     out = Path(args.out)
