@@ -32,12 +32,11 @@ from .fused import fused_token_stats_xla
 from .fused_gpu import fused_token_stats_mgpu
 from .fused_tpu import fused_token_stats_tpu
 from .reference import TokenStats, token_stats_naive, token_stats_xla
-from .support import SUPPORT, Device, Problem, UnsupportedShapeError, row_group
+from .support import SUPPORT, Device, Problem, UnsupportedShapeError, interpret_gpu_blocks
 from .token_stats_gpu import token_stats_mgpu
 from .token_stats_tpu import token_stats_tpu
 
 IMPLS = ("auto", "xla", "naive", "pallas", "pallas_interpret", "pallas_tpu_interpret")
-INTERPRET_BLOCK_COLS = 256  # fewer (slow) interpreted steps; any width is legal in interpret mode
 _PALLAS_OF_BACKEND = {"gpu": "pallas_gpu", "tpu": "pallas_tpu"}
 _warned: set = set()
 
@@ -158,10 +157,8 @@ def run_token_stats(logits_TxV, targets_T, *, vocab_limit=None, impl="auto"):
     elif kind == "pallas_tpu":
         out = token_stats_tpu(logits_TxV, targets_T, vocab_limit=vocab_limit)
     elif kind == "pallas_interpret":
-        k = row_group(V, jnp.dtype(logits_TxV.dtype).itemsize)
         out = token_stats_mgpu(logits_TxV, targets_T, vocab_limit=vocab_limit, interpret=True,
-                               block_rows=max(1, min(64, T // k)),
-                               block_cols=min(INTERPRET_BLOCK_COLS, V // 8 * 8))
+                               **interpret_gpu_blocks(T, V, logits_TxV.dtype))
     elif kind == "pallas_tpu_interpret":
         out = token_stats_tpu(logits_TxV, targets_T, vocab_limit=vocab_limit, interpret=True)
     elif kind == "naive":

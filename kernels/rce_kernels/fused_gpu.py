@@ -30,10 +30,16 @@ from jax.experimental.pallas import mosaic_gpu as plgpu
 from .fold import fold_tile, init_carry
 from .fused_common import grouped_target_rows, prepare_fused, target_rows
 from .reference import finalize
-from .support import GPU_FUSED_BLOCK_COLS, Problem, UnsupportedShapeError, gpu_fused_reason
+from .support import (
+    GPU_BLOCK_ROWS,
+    GPU_FUSED_BLOCK_COLS,
+    Problem,
+    UnsupportedShapeError,
+    gpu_fused_reason,
+)
 from .token_stats_gpu import interpret_params
 
-BLOCK_ROWS = 64
+BLOCK_ROWS = GPU_BLOCK_ROWS  # one warpgroup in the WGMMA register layout
 DEFAULT_BLOCK_COLS = GPU_FUSED_BLOCK_COLS
 BLOCK_K = 64
 DEFAULT_NUM_BUFFERS = 4

@@ -23,6 +23,7 @@ GPU_FUSED_DTYPES = ("bfloat16", "float16")
 GPU_BLOCK_ROWS = 64  # one warpgroup in the WGMMA register layout
 GPU_BLOCK_COLS = 136  # token statistics: conflict-free WGMMA-layout loads (token_stats_gpu.py)
 GPU_FUSED_BLOCK_COLS = 128
+INTERPRET_BLOCK_COLS = 256  # interpret mode: any multiple of 8 in [8, 256] is legal
 
 
 class UnsupportedShapeError(ValueError):
@@ -146,13 +147,20 @@ def _pallas_tpu(p: Problem, device: Device) -> str | None:
     return _on("tpu", device, "the Mosaic TPU kernel") or tpu_reason(p)
 
 
+def interpret_gpu_blocks(T: int, V: int, dtype) -> dict:
+    """``block_rows`` / ``block_cols`` of the GPU token-statistics kernel in interpret mode:
+    as many rows as fit (up to ``GPU_BLOCK_ROWS``) and the widest legal tile (fewer slow
+    interpreted steps); the plan checks and ``dispatch`` runs exactly these."""
+    rows = T // row_group(V, jnp.dtype(dtype).itemsize)
+    return dict(block_rows=max(1, min(GPU_BLOCK_ROWS, rows)),
+                block_cols=min(INTERPRET_BLOCK_COLS, V // 8 * 8))
+
+
 def _interpret_gpu(p: Problem, device: Device) -> str | None:
     del device
     if p.fused:
         return gpu_fused_reason(p)
-    T_rows = max(1, min(GPU_BLOCK_ROWS, p.T // row_group(p.V, jnp.dtype(p.dtype).itemsize)))
-    return gpu_token_stats_reason(p, block_rows=T_rows, block_cols=min(256, p.V // 8 * 8),
-                                  interpret=True)
+    return gpu_token_stats_reason(p, interpret=True, **interpret_gpu_blocks(p.T, p.V, p.dtype))
 
 
 def _interpret_tpu(p: Problem, device: Device) -> str | None:
