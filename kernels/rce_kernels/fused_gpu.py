@@ -45,8 +45,8 @@ BLOCK_K = 64
 DEFAULT_NUM_BUFFERS = 4
 # The 0.10 GPU interpreter cannot read a transposed shared-memory ref in wgmma, so interpret mode
 # copies the head tile transposed into a scratch buffer there; JAX 0.12's interpreter runs the
-# device line (checked 2026-12-02: same statistics as the copy; 0.11 not checked, so it keeps
-# the copy).
+# device line (docs/kernels.md#test-runs-2026-12-02-2-core-cpu-shared-with-four-other-helpers-test-suites:
+# the materialised path's statistics on JAX 0.12.0.1; 0.11 not checked, so it keeps the copy).
 INTERPRETER_READS_TRANSPOSED_REFS = jax.__version_info__ >= (0, 12)
 
 
