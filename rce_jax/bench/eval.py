@@ -43,7 +43,9 @@ from ..io import check_output_dir, write_report
 from ..models import forward_hidden, from_pretrained
 from ..stats import RankStats
 from ..sharding import shard_batch
-from .models import build_model_dir
+from .models import EvalSizes, build_model_dir
+
+SIZES = EvalSizes(context_length=(128, 2048), batch_size=(4, 8), max_tokens=(8192, 1_000_000))
 
 
 def time_loop(plan, step, sync, reset=None) -> float:
@@ -128,9 +130,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--tiny", action="store_true", help="small model and corpus (CPU smoke run)")
     ap.add_argument("--corpus", default="python-code@all", help="corpus spec (default python-code@all)")
     ap.add_argument("--tokenizer", help="a Hugging Face tokenizer folder (default: train a BPE)")
-    ap.add_argument("--context-length", type=int, help="default 2048 (tiny 128)")
-    ap.add_argument("--batch-size", type=int, help="rows per step (default 8; tiny 4)")
-    ap.add_argument("--max-tokens", type=int, help="scored tokens (default 1,000,000; tiny 8,192)")
+    SIZES.add_options(ap)
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     ap.add_argument("--impl", default="auto", help="token-stats implementation")
     ap.add_argument("--no-torch", action="store_true", help="time only rce_jax")
@@ -138,10 +138,8 @@ def main(argv=None) -> dict:
     check_output_dir(a.out, "--out")  # before any work
 
     out = Path(a.out)
-    cfg = EvalConfig(context_length=a.context_length or (128 if a.tiny else 2048),
-                     batch_size=a.batch_size or (4 if a.tiny else 8),
-                     max_tokens=a.max_tokens or (8192 if a.tiny else 1_000_000),
-                     dtype=a.dtype, impl=a.impl)
+    L, B, max_tokens = SIZES.resolve(a)
+    cfg = EvalConfig(context_length=L, batch_size=B, max_tokens=max_tokens, dtype=a.dtype, impl=a.impl)
     with tempfile.TemporaryDirectory(prefix="rce_bench_eval_") as tmp:
         work, cache = Path(tmp), Path(tmp) / "cache"
         model_dir = build_model_dir(work, a.tiny, jnp.dtype(a.dtype), a.tokenizer, a.corpus)

@@ -1,5 +1,6 @@
 """The benchmarks' random GPT-NeoX models: Pythia-1B's shape (``FULL``) or a tiny one (``TINY``)
-for CPU smoke runs, as a ``ModelConfig`` or written as a Hugging Face folder with a tokenizer.
+for CPU smoke runs, as a ``ModelConfig`` or written as a Hugging Face folder with a tokenizer,
+and the evaluation sizes (``EvalSizes``) that default by ``--tiny``.
 Shared by ``rce_jax.bench.forward``, ``eval`` and ``bootstrap``."""
 
 from __future__ import annotations
@@ -14,6 +15,28 @@ FULL = dict(vocab_size=50304, hidden_size=2048, num_layers=16, num_heads=8,
             intermediate_size=8192, max_position_embeddings=2048)
 TINY = dict(vocab_size=1024, hidden_size=128, num_layers=2, num_heads=4,
             intermediate_size=512, max_position_embeddings=256)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSizes:
+    """A benchmark's --context-length, --batch-size and --max-tokens defaults, each
+    ``(tiny, full)``: one place for both the help text and the value an unset flag takes."""
+
+    context_length: tuple[int, int]
+    batch_size: tuple[int, int]
+    max_tokens: tuple[int, int]
+
+    def add_options(self, parser) -> None:
+        for flag, what in (("context-length", "tokens per row"), ("batch-size", "rows per step"),
+                           ("max-tokens", "scored tokens")):
+            tiny, full = getattr(self, flag.replace("-", "_"))
+            parser.add_argument(f"--{flag}", type=int, default=None,
+                                help=f"{what} (default {full:,}; tiny {tiny:,})")
+
+    def resolve(self, args) -> tuple[int, int, int]:
+        """(context length, batch size, max tokens): the flags given, else the defaults for --tiny."""
+        return tuple(getattr(args, k) or getattr(self, k)[0 if args.tiny else 1]
+                     for k in ("context_length", "batch_size", "max_tokens"))
 
 
 def neox_config(sizes: dict) -> ModelConfig:

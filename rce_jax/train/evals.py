@@ -42,9 +42,9 @@ def run_evals(eval_sets, graphdef, params, mesh, eval_section, vocab_size: int, 
     change during a run)."""
     options = ScoreOptions.of(eval_section.eval_config(context_length))
     out = {}
+    cache = {} if kernel_plans is None else kernel_plans
     for name, plan, corpus in eval_sets:
         stats = RankStats.zeros(vocab_size, {"tie_rule": TIE_RULE})
-        cache = {} if kernel_plans is None else kernel_plans
         if name not in cache:
             cache[name] = plan_kernels(plan, graphdef, params, options, mesh)
         ran = cache[name]

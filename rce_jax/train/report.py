@@ -52,7 +52,7 @@ def _iv(lo, hi, digits=4) -> str:
     return f"[{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
 
-def _verdict(sign_per_seed: list[int]) -> int:
+def seed_verdict(sign_per_seed: list[int]) -> int:
     """+1 / -1 when every seed resolves the same sign, else 0 (not resolved)."""
     if sign_per_seed and all(v == sign_per_seed[0] for v in sign_per_seed) and sign_per_seed[0] != 0:
         return sign_per_seed[0]
@@ -136,7 +136,7 @@ def dataset_findings(dataset: str, models: list[dict], fits: dict, irreducible: 
     key = "R^2(ee) - R^2(ce)"
     c = comparisons.get(key)
     signs = [e["comparisons"].get(key, {}).get("sign", 0) for e in every]
-    v = _verdict(signs)
+    v = seed_verdict(signs)
     if c is None:
         add("ee_tighter", None, compared=False)
         tighter = None
@@ -154,7 +154,7 @@ def dataset_findings(dataset: str, models: list[dict], fits: dict, irreducible: 
             continue
         c = comparisons[key]
         signs = [e["comparisons"].get(key, {}).get("sign", 0) for e in every]
-        against.append({"metric": k, "verdict": _verdict(signs), "estimate": c["estimate"],
+        against.append({"metric": k, "verdict": seed_verdict(signs), "estimate": c["estimate"],
                         "boot": [c["boot_lo"], c["boot_hi"]], "loo": [c["loo_min"], c["loo_max"]],
                         "agree": _agree(signs)})
     if against:
@@ -163,7 +163,7 @@ def dataset_findings(dataset: str, models: list[dict], fits: dict, irreducible: 
     # CE at every rung.
     per_seed = [_rung_changes(e["models"], LEVEL) for e in every]
     rungs = per_seed[0]
-    agreed = [_verdict([ps[i]["sign"] for ps in per_seed]) for i in range(len(rungs))]
+    agreed = [seed_verdict([ps[i]["sign"] for ps in per_seed]) for i in range(len(rungs))]
     add("ce_rungs", -1 if all(v == -1 for v in agreed) else 0, seeds=K,
         first={"n": n[0], "ce": models[0]["ce"]}, last={"n": n[-1], "ce": models[-1]["ce"]},
         rungs=[{k: r[k] for k in ("from", "to", "change", "lo", "hi")} | {"verdict": v}
@@ -172,7 +172,7 @@ def dataset_findings(dataset: str, models: list[dict], fits: dict, irreducible: 
     # EE's share with size.
     f = fits["ee_share"]
     signs = [_slope_sign(e["fits"]["ee_share"]) for e in every if "ee_share" in e["fits"]]
-    v = _verdict(signs)
+    v = seed_verdict(signs)
     add("ee_share_trend", v, slope=f["slope"], ols=[f["slope_lo"], f["slope_hi"]],
         boot=[f["boot_slope_lo"], f["boot_slope_hi"]], seeds=K, agree=_agree(signs),
         first=share[0], last=share[-1])
