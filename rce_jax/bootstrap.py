@@ -246,9 +246,8 @@ class BootstrapStats:
             out._columns(ranks)
             out._count[:, :ranks.size] = f["count"]
             out._sum[:, :ranks.size] = f["sum_logp"]
-        except (OSError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError, IndexError) as e:
-            raise ValueError(f"{path}: not a readable bootstrap statistics file ({e})") from e
-        except ValueError as e:
+        except (OSError, KeyError, zipfile.BadZipFile, EOFError, ValueError, IndexError) as e:
+            # ValueError covers json.JSONDecodeError and the checks above
             raise ValueError(f"{path}: not a readable bootstrap statistics file ({e})") from e
         return out
 
