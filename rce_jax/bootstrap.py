@@ -37,7 +37,8 @@ DEFAULT_LEVEL = 0.95
 DEFAULT_SEED = 0
 
 _MASK64 = (1 << 64) - 1
-# P(X <= k) for X ~ Poisson(1), k = 0..19; 1 - cdf[-1] < 1e-19, below a 53-bit uniform's step.
+# P(X <= k) for X ~ Poisson(1), k = 0..19. The tail left out, P(X >= 20) = 1.6e-19, lies below a
+# 53-bit uniform's step (2^-53 = 1.1e-16); the float64 cumsum reaches exactly 1.0, so draws are 0..19.
 _POISSON1_CDF = np.cumsum([math.exp(-1.0) / math.factorial(k) for k in range(20)])
 
 
