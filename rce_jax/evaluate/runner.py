@@ -125,13 +125,12 @@ def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: Ran
     One step stays in flight while the host builds the next batch and folds the previous sums.
     ``on_batch(next_batch)`` is called after each batch's sums are folded in.
     """
+    if bootstrap is not None and not options.token_outputs:
+        raise ValueError("the bootstrap needs ScoreOptions(token_outputs=True)")
     process = jax.process_index()
     bar = tqdm(total=plan.num_scored_tokens, initial=stats.n_tokens, unit="tok", unit_scale=True,
                desc=desc, disable=not progress or process != 0, dynamic_ncols=True)
     pending = None
-
-    if bootstrap is not None and not options.token_outputs:
-        raise ValueError("the bootstrap needs ScoreOptions(token_outputs=True)")
     gather = None  # on several hosts each holds its own rows of the per-token outputs
     if bootstrap is not None and jax.process_count() > 1:
         from jax.experimental import multihost_utils
