@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import contextlib
 import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -75,14 +74,7 @@ def check_output_dir(path, flag: str = "--out") -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{flag} {path}: a file is in the way (an output folder is needed)")
-    blocker = _under_a_file(path)
-    if blocker is not None:
-        raise OutputError(f"{flag} {path}: {blocker} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"{flag} {path}: cannot create the folder ({_reason(e)})") from e
-    _probe(path, flag, path)
+    _writable_folder(path, flag, path)
     return path
 
 
@@ -92,15 +84,21 @@ def check_output_file(path, flag: str = "--out") -> Path:
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{flag} {path}: a folder is in the way (an output file is needed)")
-    blocker = _under_a_file(path)
-    if blocker is not None:
-        raise OutputError(f"{flag} {path}: {blocker} is a file, not a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"{flag} {path}: cannot create the folder {path.parent} ({_reason(e)})") from e
-    _probe(path.parent, flag, path)
+    _writable_folder(path.parent, flag, path)
     return path
+
+
+def _writable_folder(folder: Path, flag: str, named: Path) -> None:
+    """Create ``folder`` (which holds, or is, the output ``named``) and test-write a file in it."""
+    blocker = _under_a_file(named)
+    if blocker is not None:
+        raise OutputError(f"{flag} {named}: {blocker} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        which = "" if folder == named else f" {folder}"
+        raise OutputError(f"{flag} {named}: cannot create the folder{which} ({_reason(e)})") from e
+    _probe(folder, flag, named)
 
 
 def _probe(folder: Path, flag: str, named: Path) -> None:

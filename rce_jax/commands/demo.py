@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 
@@ -24,13 +25,10 @@ def run(args) -> int:
     from ..io import check_output_dir
     from ..train.ladder import run_ladder
 
-    import dataclasses
-
     spec = QUICK if args.quick else DEMO
     if args.seeds is not None:
-        if args.seeds < 1:
-            print(f"rce-jax demo: error: --seeds must be at least 1, got {args.seeds}", file=sys.stderr)
-            return 2
+        if args.seeds < 1:  # reported by rce_jax.cli.run_guarded: one line, exit status 2
+            raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
         spec = dataclasses.replace(spec, seeds=args.seeds)
     out = args.out or ("rce_demo_quick" if args.quick else "rce_demo")
     check_output_dir(out, "--out")

@@ -9,6 +9,7 @@ compiled scoring step -> per-batch rank sums -> host RankStats (resumable) -> re
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import platform
 import time
@@ -124,13 +125,17 @@ def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: Ran
     One step stays in flight while the host builds the next batch and folds the previous sums.
     ``on_batch(next_batch)`` is called after each batch's sums are folded in.
     """
+    if bootstrap is not None and not options.token_outputs:
+        raise ValueError("the bootstrap needs ScoreOptions(token_outputs=True)")
     process = jax.process_index()
     bar = tqdm(total=plan.num_scored_tokens, initial=stats.n_tokens, unit="tok", unit_scale=True,
                desc=desc, disable=not progress or process != 0, dynamic_ncols=True)
     pending = None
+    gather = None  # on several hosts each holds its own rows of the per-token outputs
+    if bootstrap is not None and jax.process_count() > 1:
+        from jax.experimental import multihost_utils
 
-    if bootstrap is not None and not options.token_outputs:
-        raise ValueError("the bootstrap needs ScoreOptions(token_outputs=True)")
+        gather = functools.partial(multihost_utils.process_allgather, tiled=True)
 
     def fold(item):
         batch, out = item
@@ -140,14 +145,13 @@ def score_plan(plan, graphdef, state, options: ScoreOptions, mesh, *, stats: Ran
         if profile is not None:
             profile.add(*prof)
         if bootstrap is not None:
-            if jax.process_count() > 1:
-                from jax.experimental import multihost_utils
-
-                tokens = multihost_utils.process_allgather(tokens, tiled=True)
+            if gather is not None:
+                tokens = gather(tokens)
             rank, logp = (np.asarray(t) for t in jax.device_get(tokens))
             scored = batch.score_mask.reshape(-1)
             bootstrap.add_tokens(rank[scored], logp[scored], doc_keys[batch.doc_ids.reshape(-1)[scored]])
-        bar.update(int(np.asarray(sums.count_V).sum()))
+        # add_batch refused any invalid token, so the batch's scored tokens are all counted
+        bar.update(batch.num_scored)
         if on_batch is not None:
             on_batch(index + 1)
 
