@@ -126,9 +126,8 @@ def train(config: TrainConfig, out_dir, *, mesh="auto", progress: bool = True, v
     state, shardings = init_state(params, tx, family=model_config.family, mesh=mesh, fsdp=config.fsdp)
     tokens_per_step = config.batch_size * config.context_length
     head, impl = resolve_loss(config.loss, tokens_per_step=tokens_per_step,
-                              vocab_size=model_config.vocab_size,
-                              num_devices=1 if mesh is None else mesh.size)
-    _plan = loss_kernel_plan(head=head, impl=impl, tokens_per_step=tokens_per_step,
+                              vocab_size=model_config.vocab_size)
+    loss_plan = loss_kernel_plan(head=head, impl=impl, tokens_per_step=tokens_per_step,
                              vocab_size=model_config.vocab_size,
                              hidden_size=model_config.hidden_size, dtype=dtype, mesh=mesh)
     step_fn = make_train_step(make_loss_fn(graphdef, lam=config.loss.lam, head=head, impl=impl, mesh=mesh), tx,
@@ -136,7 +135,7 @@ def train(config: TrainConfig, out_dir, *, mesh="auto", progress: bool = True, v
     _say(f"{config.model.preset or 'model'}: {counts['non_embedding']:,} non-embedding / "
          f"{counts['total']:,} parameters, vocabulary {model_config.vocab_size}, "
          f"{stream.num_tokens:,} training tokens, loss {head} logits with impl={impl} "
-         f"(runs {_plan.impl}{', skipped ' + str(dict(_plan.skipped)) if _plan.skipped else ''}), "
+         f"(runs {loss_plan.impl}{', skipped ' + str(dict(loss_plan.skipped)) if loss_plan.skipped else ''}), "
          f"{'mesh ' + str(dict(mesh.shape)) if mesh is not None else 'one device'}", verbose)
 
     ckpts = Checkpoints(out / "checkpoints", keep=config.keep)

@@ -34,16 +34,14 @@ from ..sharding import DATA
 NAIVE_MAX_BYTES = 1 << 30
 
 
-def resolve_loss(loss, *, tokens_per_step: int, vocab_size: int, backend: str | None = None,
-                 num_devices: int = 1):
-    """``(head, impl)`` that the loss section asks for, with ``auto`` resolved (module doc);
-    ``num_devices`` is the size of the mesh the step runs on."""
+def resolve_loss(loss, *, tokens_per_step: int, vocab_size: int, backend: str | None = None):
+    """``(head, impl)`` that the loss section asks for, with ``auto`` resolved (module doc). The
+    choice does not depend on the mesh: on several devices the kernels run per shard of rows."""
     backend = backend or jax.default_backend()
     head, impl = loss.head, loss.impl
     if head == "auto":
         big = tokens_per_step * vocab_size * 4 > NAIVE_MAX_BYTES
         head = "fused" if backend == "cpu" and big else "materialised"
-    del num_devices  # the kernels run per shard on a mesh (module doc)
     if impl == "auto" and backend == "cpu":
         impl = "naive" if head == "materialised" else "xla"
     if head == "fused" and impl == "naive":
