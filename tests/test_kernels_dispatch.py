@@ -123,7 +123,8 @@ def test_result_file_records_the_impl_that_ran_when_auto_falls_back(tmp_path, mo
 
 def test_dtype_auto_is_the_checkpoints_stored_dtype(tmp_path):
     """--dtype auto reads config.json's dtype (or the older torch_dtype), else the first floating
-    tensor of model.safetensors, else float32 (transformers' torch_dtype='auto' rule)."""
+    tensor of model.safetensors (of the first shard of a sharded one), else float32
+    (transformers' torch_dtype='auto' rule)."""
     from safetensors.numpy import save_file
 
     from rce_jax.models import stored_dtype
@@ -142,3 +143,10 @@ def test_dtype_auto_is_the_checkpoints_stored_dtype(tmp_path):
     half = {"w": np.zeros((2, 2), np.float16)}
     assert stored_dtype(folder("d", {}, half)) == "float16"
     assert stored_dtype(folder("e", {})) == "float32"
+    # sharded: the first shard by name, as transformers loads them
+    sharded = folder("f", {})
+    save_file({"a": np.zeros((2, 2), np.float16)}, str(sharded / "model-00001-of-00002.safetensors"))
+    save_file({"b": np.zeros((2, 2), np.float32)}, str(sharded / "model-00002-of-00002.safetensors"))
+    (sharded / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {
+        "b": "model-00002-of-00002.safetensors", "a": "model-00001-of-00002.safetensors"}}))
+    assert stored_dtype(sharded) == "float16"

@@ -25,6 +25,31 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not match the model (the message says why)."""
 
 
+def index_files(directory: str | os.PathLike, index_name: str) -> list[str]:
+    """The shard files an index file (``model.safetensors.index.json``, ...) of ``directory``
+    lists, sorted by name as transformers loads them; each must exist."""
+    path = os.path.join(directory, index_name)
+    try:
+        with open(path) as f:
+            weight_map = json.load(f)["weight_map"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: not a valid index file ({e})") from e
+    files = sorted(set(weight_map.values()))
+    missing = [f for f in files if not os.path.exists(os.path.join(directory, f))]
+    if missing:
+        raise CheckpointError(f"{path} lists shard files that do not exist: {missing}")
+    return [os.path.join(directory, f) for f in files]
+
+
+def safetensors_files(directory: str | os.PathLike) -> list[str]:
+    """The safetensors weight files of a checkpoint folder, single or sharded; [] if none."""
+    if os.path.exists(os.path.join(directory, SAFE_SINGLE)):
+        return [os.path.join(directory, SAFE_SINGLE)]
+    if os.path.exists(os.path.join(directory, SAFE_INDEX)):
+        return index_files(directory, SAFE_INDEX)
+    return []
+
+
 class Checkpoint:
     """name -> (file, shape); `read(name, index)` returns a NumPy block of the tensor."""
 
@@ -39,31 +64,18 @@ class Checkpoint:
             self._scan_safetensors([os.path.join(d, SAFE_SINGLE)])
         elif os.path.exists(os.path.join(d, SAFE_INDEX)):
             self.format = "safetensors (sharded)"
-            self._scan_safetensors(self._index_files(SAFE_INDEX))
+            self._scan_safetensors(index_files(d, SAFE_INDEX))
         elif os.path.exists(os.path.join(d, BIN_SINGLE)):
             self.format = "pytorch_model.bin"
             self._scan_torch([os.path.join(d, BIN_SINGLE)])
         elif os.path.exists(os.path.join(d, BIN_INDEX)):
             self.format = "pytorch_model.bin (sharded)"
-            self._scan_torch(self._index_files(BIN_INDEX))
+            self._scan_torch(index_files(d, BIN_INDEX))
         else:
             raise FileNotFoundError(
                 f"{d}: no weights found (looked for {SAFE_SINGLE}, {SAFE_INDEX}, {BIN_SINGLE}, {BIN_INDEX})")
 
     # ---- scanning -------------------------------------------------------------------------
-    def _index_files(self, index_name: str) -> list[str]:
-        path = os.path.join(self.directory, index_name)
-        try:
-            with open(path) as f:
-                weight_map = json.load(f)["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{path}: not a valid index file ({e})") from e
-        files = sorted(set(weight_map.values()))
-        missing = [f for f in files if not os.path.exists(os.path.join(self.directory, f))]
-        if missing:
-            raise CheckpointError(f"{path} lists shard files that do not exist: {missing}")
-        return [os.path.join(self.directory, f) for f in files]
-
     def _scan_safetensors(self, paths: Sequence[str]) -> None:
         for path in paths:
             try:

@@ -18,7 +18,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from rce_jax.models.build import abstract_model
-from rce_jax.models.checkpoint import Checkpoint, CheckpointError
+from rce_jax.models.checkpoint import Checkpoint, CheckpointError, safetensors_files
 from rce_jax.models.config import ModelConfig
 from rce_jax.models.families import FamilySpec, family_spec
 from rce_jax.models.mapping import WeightEntry, parse_pattern
@@ -154,8 +154,8 @@ _DTYPE_NAMES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat1
 def stored_dtype(path: str | os.PathLike, *, cache_dir: str | None = None,
                  revision: str | None = None) -> str:
     """The checkpoint's own dtype, as transformers' ``torch_dtype="auto"`` reads it: config.json's
-    ``dtype`` (or older ``torch_dtype``), else the first floating tensor of a safetensors file,
-    else float32. One of ``float32``, ``bfloat16``, ``float16``."""
+    ``dtype`` (or older ``torch_dtype``), else the first floating tensor of the (first) safetensors
+    file, single or sharded, else float32. One of ``float32``, ``bfloat16``, ``float16``."""
     directory = resolve_model_dir(path, cache_dir=cache_dir, revision=revision)
     with open(os.path.join(directory, "config.json")) as f:
         hf = json.load(f)
@@ -163,13 +163,12 @@ def stored_dtype(path: str | os.PathLike, *, cache_dir: str | None = None,
         name = str(hf.get(key) or "").removeprefix("torch.")
         if name in _DTYPE_NAMES:
             return _DTYPE_NAMES[name]
-    single = os.path.join(directory, "model.safetensors")
-    if os.path.exists(single):
+    for first in safetensors_files(directory)[:1]:
         try:
-            with open(single, "rb") as f:
+            with open(first, "rb") as f:
                 header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
         except (OSError, ValueError) as e:
-            raise ValueError(f"{single}: not a readable safetensors file ({e}); its dtype is "
+            raise ValueError(f"{first}: not a readable safetensors file ({e}); its dtype is "
                              "unknown, so give --dtype explicitly") from e
         for name, info in header.items():
             if name != "__metadata__" and info.get("dtype") in _DTYPE_NAMES:
